@@ -1,0 +1,344 @@
+"""The node's HTTP API (FastAPI; the OpenAPI document is served at ``/openapi.json``).
+
+All handlers run on the node's event loop, so node state is never touched from two
+threads. Ledger errors become HTTP responses in ``api.errors`` only. Request bodies are
+capped by ``BodyLimitMiddleware``; header sizes by the HTTP server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+from fastapi import FastAPI, Query, Request
+from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel, Field
+from starlette.responses import JSONResponse
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from civicledger import __version__
+from civicledger.api.errors import error_response, ledger_error_handler
+from civicledger.encoding import decode
+from civicledger.errors import DecodeError, LedgerError, NotFound
+from civicledger.jsonvalue import json_to_value, value_to_json
+from civicledger.node.node import Node
+from civicledger.types import Hash32, parse_hex
+
+__all__ = ["MAX_BODY_BYTES", "create_app"]
+
+#: Largest request body accepted (a transaction is at most 64 KiB, hex doubles it).
+MAX_BODY_BYTES = 256 * 1024
+#: Most concurrent ``wait`` requests.
+MAX_WAITERS = 10_000
+MAX_WAIT_SECONDS = 60.0
+MAX_BLOCK_LIST = 100
+
+
+class BodyLimitMiddleware:
+    """Refuse request bodies over ``limit`` bytes with 413, whether or not they declare it."""
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        for name, value in scope.get("headers", []):
+            if name == b"content-length":
+                try:
+                    declared = int(value)
+                except ValueError:
+                    declared = self.limit + 1
+                if declared > self.limit:
+                    await self._too_large(scope, receive, send)
+                    return
+        received = 0
+
+        async def limited_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.limit:
+                    raise _BodyTooLarge
+            return message
+
+        try:
+            await self.app(scope, limited_receive, send)
+        except _BodyTooLarge:
+            await self._too_large(scope, receive, send)
+
+    async def _too_large(self, scope: Scope, receive: Receive, send: Send) -> None:
+        response = error_response(413, "body_too_large", f"request body exceeds {self.limit} bytes")
+        await response(scope, receive, send)
+
+
+class _BodyTooLarge(Exception):
+    pass
+
+
+class SubmitRequest(BaseModel):
+    tx: str = Field(description="Hex of the transaction's canonical encoding")
+
+
+class QueryRequest(BaseModel):
+    contract: str = Field(max_length=64)
+    method: str = Field(max_length=64)
+    args: dict[str, Any] = Field(default_factory=dict)
+
+
+def _tx_id(text: str) -> Hash32:
+    return Hash32(parse_hex(text, what="transaction id", size=32))
+
+
+class Waiters:
+    """Futures resolved when a transaction is committed (for ``/wait``)."""
+
+    def __init__(self) -> None:
+        self._waiting: dict[bytes, list[asyncio.Future[int]]] = {}
+        self._count = 0
+
+    def add(self, tx_id: bytes) -> asyncio.Future[int]:
+        if self._count >= MAX_WAITERS:
+            raise LedgerError("too many waiting requests; retry later", code="busy")
+        future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        self._waiting.setdefault(tx_id, []).append(future)
+        self._count += 1
+        return future
+
+    def discard(self, tx_id: bytes, future: asyncio.Future[int]) -> None:
+        futures = self._waiting.get(tx_id)
+        if futures and future in futures:
+            futures.remove(future)
+            self._count -= 1
+            if not futures:
+                del self._waiting[tx_id]
+
+    def on_committed(self, tx_id: bytes, height: int) -> None:
+        for future in self._waiting.pop(tx_id, []):
+            self._count -= 1
+            if not future.done():
+                future.set_result(height)
+
+
+def create_app(node: Node, *, max_body_bytes: int = MAX_BODY_BYTES) -> FastAPI:
+    app = FastAPI(
+        title="Civic Ledger node API",
+        version=__version__,
+        description="Submit signed transactions, read blocks, receipts with proofs, "
+        "and contract state. Errors are {'error': {'code', 'message'}}.",
+    )
+    app.add_middleware(BodyLimitMiddleware, limit=max_body_bytes)
+    app.add_exception_handler(LedgerError, ledger_error_handler)
+    waiters = Waiters()
+    app.state.node = node
+    app.state.waiters = waiters
+
+    def on_commit(block: Any, receipts: Any) -> None:
+        for tx in block.transactions:
+            waiters.on_committed(tx.tx_id, block.header.height)
+
+    node.on_commit.append(on_commit)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_handler(request: Request, exc: RequestValidationError) -> JSONResponse:
+        first = exc.errors()[0] if exc.errors() else {}
+        where = ".".join(str(p) for p in first.get("loc", ()))
+        message = f"{where}: {first.get('msg', 'invalid request')}"
+        return error_response(400, "bad_request", message)
+
+    @app.get("/v1/health", tags=["node"])
+    async def health() -> dict[str, Any]:
+        """Liveness: the node is up and has a chain."""
+        return {"ok": True, "height": node.head.height}
+
+    @app.get("/v1/status", tags=["node"])
+    async def status() -> dict[str, Any]:
+        """The node's view of the chain."""
+        head = node.head
+        return {
+            "version": __version__,
+            "chain_id": node.chain_id,
+            "genesis_hash": (node.store.get_meta("genesis_hash") or b"").hex(),
+            "head": {"height": head.height, "hash": head.hash.hex(), "time_ms": head.time_ms},
+            "mempool": {"size": len(node.mempool), "bytes": node.mempool.size_bytes},
+            "validator": node.validator_key.address.hex() if node.validator_key else None,
+            "validators": len(node.validators.validators),
+        }
+
+    @app.get("/v1/genesis", tags=["node"])
+    async def genesis() -> dict[str, Any]:
+        return node.genesis.to_json()
+
+    @app.get("/v1/validators", tags=["node"])
+    async def validators() -> dict[str, Any]:
+        return {
+            "height": node.head.height,
+            "hash": node.validators.hash.hex(),
+            "validators": [
+                {"address": v.address.hex(), "public_key": v.public_key.hex(), "power": v.power}
+                for v in node.validators.validators
+            ],
+        }
+
+    @app.post("/v1/transactions", status_code=202, tags=["transactions"])
+    async def submit(request: Request) -> dict[str, Any]:
+        """Submit a signed transaction: JSON ``{"tx": hex}`` or raw bytes
+        (``application/octet-stream``). Returns its id at once; 4xx with the reason if
+        refused."""
+        body = await request.body()
+        if request.headers.get("content-type", "").startswith("application/octet-stream"):
+            raw = body
+        else:
+            try:
+                parsed = json.loads(body)
+            except (json.JSONDecodeError, UnicodeDecodeError):
+                raise DecodeError("request body is not JSON") from None
+            if not isinstance(parsed, dict) or not isinstance(parsed.get("tx"), str):
+                raise DecodeError('request body must be {"tx": "<hex>"}')
+            raw = parse_hex(parsed["tx"], what="tx")
+        tx_id = node.submit(raw)
+        return {"tx_id": tx_id.hex(), "status": "pending"}
+
+    @app.get("/v1/transactions/{tx_id}", tags=["transactions"])
+    async def get_transaction(tx_id: str) -> dict[str, Any]:
+        """A transaction, whether it is pending or committed, and its receipt."""
+        st = node.get_tx_status(_tx_id(tx_id))
+        return {
+            "tx_id": st.tx_id.hex(),
+            "status": st.status,
+            "height": st.height,
+            "index": st.index,
+            "transaction": st.transaction.to_json(),
+            "receipt": st.receipt.to_json() if st.receipt else None,
+        }
+
+    @app.get("/v1/transactions/{tx_id}/wait", tags=["transactions"])
+    async def wait_transaction(
+        tx_id: str, timeout: float = Query(10.0, gt=0, le=MAX_WAIT_SECONDS)
+    ) -> dict[str, Any]:
+        """Wait until a transaction is committed (or ``timeout`` seconds pass: 408)."""
+        txid = _tx_id(tx_id)
+        future = waiters.add(txid)
+        try:
+            if node.store.get_tx(txid) is None:
+                if txid not in node.mempool:
+                    raise NotFound(f"no transaction {tx_id} (neither pending nor committed)")
+                try:
+                    await asyncio.wait_for(asyncio.shield(future), timeout)
+                except TimeoutError:
+                    return JSONResponse(  # type: ignore[return-value]
+                        {"error": {"code": "timeout", "message": "not committed yet"}},
+                        status_code=408,
+                    )
+        finally:
+            waiters.discard(txid, future)
+        return await get_transaction(tx_id)
+
+    @app.get("/v1/transactions/{tx_id}/proof", tags=["transactions"])
+    async def get_proof(tx_id: str) -> dict[str, Any]:
+        """The receipt with inclusion proofs, header, commit and validator set, for
+        offline verification (``civic receipt verify``)."""
+        return node.get_receipt_proof(_tx_id(tx_id)).to_json()
+
+    def _block_json(height: int, with_txs: bool) -> dict[str, Any]:
+        block, commit = node.get_block(height)
+        out: dict[str, Any] = {
+            "header": block.header.to_json(),
+            "tx_count": len(block.transactions),
+            "commit": None
+            if commit is None
+            else {
+                "round": commit.round,
+                "signatures": [
+                    {"public_key": s.public_key.hex(), "signature": s.signature.hex()}
+                    for s in commit.signatures
+                ],
+            },
+        }
+        if with_txs:
+            receipts = node.get_receipts(height)
+            out["transactions"] = [
+                {**tx.to_json(), "receipt": rc.to_json()}
+                for tx, rc in zip(block.transactions, receipts, strict=True)
+            ]
+        return out
+
+    @app.get("/v1/blocks", tags=["blocks"])
+    async def list_blocks(
+        start: int | None = Query(None, ge=0, description="Lowest height (default: newest)"),
+        limit: int = Query(20, ge=1, le=MAX_BLOCK_LIST),
+    ) -> dict[str, Any]:
+        """Block headers, newest first unless ``start`` is given."""
+        head = node.head.height
+        if start is None:
+            heights = range(head, max(-1, head - limit), -1)
+        else:
+            heights = range(start, min(head, start + limit - 1) + 1)
+        return {"head": head, "blocks": [node.get_header(h).to_json() for h in heights]}
+
+    @app.get("/v1/blocks/head", tags=["blocks"])
+    async def get_head(txs: bool = False) -> dict[str, Any]:
+        return _block_json(node.head.height, txs)
+
+    @app.get("/v1/blocks/hash/{block_hash}", tags=["blocks"])
+    async def get_block_by_hash(block_hash: str, txs: bool = False) -> dict[str, Any]:
+        height = node.get_block_hash_height(parse_hex(block_hash, what="block hash", size=32))
+        return _block_json(height, txs)
+
+    @app.get("/v1/blocks/{height}", tags=["blocks"])
+    async def get_block(height: int, txs: bool = False) -> dict[str, Any]:
+        if height < 0:
+            raise NotFound("heights start at 0")
+        return _block_json(height, txs)
+
+    @app.get("/v1/accounts/{address}", tags=["accounts"])
+    async def get_account(address: str) -> dict[str, Any]:
+        """An account's nonces and native balance."""
+        from civicledger.types import Address
+
+        addr = Address(parse_hex(address, what="address", size=20))
+        balance = node.query("accounts", "balance", {"address": addr})
+        return {
+            "address": addr.hex(),
+            "nonce": node.get_nonce(addr),
+            "pending_nonce": node.mempool.get_pending_nonce(addr),
+            "balance": balance,
+        }
+
+    @app.get("/v1/contracts", tags=["contracts"])
+    async def list_contracts() -> dict[str, Any]:
+        out = []
+        for name in node.registry.names():
+            contract = node.registry.get(name)
+            out.append(
+                {"name": name, "calls": contract.methods("call"), "views": contract.methods("view")}
+            )
+        return {"contracts": out}
+
+    @app.post("/v1/query", tags=["contracts"])
+    async def query(body: QueryRequest) -> dict[str, Any]:
+        """Run a read-only contract view against the latest committed state."""
+        args = json_to_value(body.args)
+        assert isinstance(args, dict)
+        result = node.query(body.contract, body.method, args)
+        return {"height": node.head.height, "result": value_to_json(result)}
+
+    @app.get("/v1/state/{contract}/{key:path}", tags=["contracts"])
+    async def get_state(contract: str, key: str) -> dict[str, Any]:
+        """A raw state entry of a contract at the head, decoded."""
+        raw = node.get_state_value(contract, key)
+        if raw is None:
+            raise NotFound(f"no state key {key!r} in contract {contract!r}")
+        return {
+            "height": node.head.height,
+            "contract": contract,
+            "key": key,
+            "raw": raw.hex(),
+            "value": value_to_json(decode(raw)),
+        }
+
+    return app

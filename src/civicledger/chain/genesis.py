@@ -1,0 +1,125 @@
+"""The genesis file: the network's birth certificate.
+
+It names the chain, its start time, its validators, its consensus parameters and the
+initial state (issuers and balances of the native currency). Every node of a network
+must start from the same genesis file; its block hash is checked when peers meet.
+Format documented in ``docs/spec/blocks.md`` ("Genesis").
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from civicledger.chain.block import ZERO_HASH, Block, Header, Validator, ValidatorSet
+from civicledger.chain.merkle import EMPTY_ROOT
+from civicledger.contracts.base import state_key
+from civicledger.encoding import encode
+from civicledger.errors import DecodeError
+from civicledger.types import Address, parse_hex, parse_public_key
+
+__all__ = ["ConsensusParams", "Genesis", "load_genesis"]
+
+
+@dataclass(frozen=True, slots=True)
+class ConsensusParams:
+    #: A block is produced at most this often while transactions wait (ms).
+    block_interval_ms: int = 1_000
+    #: With no transactions, an empty block is produced this often (ms); 0 = never.
+    empty_block_interval_ms: int = 10_000
+    #: Most transactions in one block.
+    max_block_txs: int = 5_000
+    #: Most bytes of transactions in one block.
+    max_block_bytes: int = 8 * 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class Genesis:
+    chain_id: str
+    time_ms: int
+    validators: ValidatorSet
+    issuers: tuple[Address, ...] = ()
+    balances: tuple[tuple[Address, int], ...] = ()
+    params: ConsensusParams = field(default_factory=ConsensusParams)
+
+    def initial_state(self) -> dict[bytes, bytes]:
+        """The state before block 1: issuers and balances of the ``accounts`` contract."""
+        state: dict[bytes, bytes] = {}
+        for issuer in self.issuers:
+            state[state_key("accounts", f"issuer/{issuer.hex()}")] = encode(True)
+        supply = 0
+        for address, amount in self.balances:
+            state[state_key("accounts", f"balance/{address.hex()}")] = encode(amount)
+            supply += amount
+        if supply:
+            state[state_key("accounts", "supply")] = encode(supply)
+        return state
+
+    def block(self, state_root: bytes) -> Block:
+        header = Header(
+            chain_id=self.chain_id,
+            height=0,
+            prev_hash=ZERO_HASH,
+            time_ms=self.time_ms,
+            proposer=Address(bytes(20)),
+            tx_root=EMPTY_ROOT,
+            state_root=state_root,  # type: ignore[arg-type]
+            receipts_root=EMPTY_ROOT,
+            validator_set_hash=self.validators.hash,
+        )
+        return Block(header, ())
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "chain_id": self.chain_id,
+            "genesis_time_ms": self.time_ms,
+            "validators": [
+                {"public_key": v.public_key.hex(), "power": v.power}
+                for v in self.validators.validators
+            ],
+            "issuers": [a.hex() for a in self.issuers],
+            "balances": [{"address": a.hex(), "amount": n} for a, n in self.balances],
+            "params": {
+                "block_interval_ms": self.params.block_interval_ms,
+                "empty_block_interval_ms": self.params.empty_block_interval_ms,
+                "max_block_txs": self.params.max_block_txs,
+                "max_block_bytes": self.params.max_block_bytes,
+            },
+        }
+
+    @classmethod
+    def from_json(cls, obj: Any) -> Genesis:
+        try:
+            chain_id = obj["chain_id"]
+            if not isinstance(chain_id, str) or not 0 < len(chain_id) <= 64:
+                raise DecodeError("genesis chain_id must be 1 to 64 characters")
+            validators = ValidatorSet.of(
+                [
+                    Validator(
+                        parse_public_key(parse_hex(v["public_key"], what="validator key")),
+                        int(v["power"]),
+                    )
+                    for v in obj["validators"]
+                ]
+            )
+            issuers = tuple(
+                Address(parse_hex(a, what="issuer address", size=20)) for a in obj["issuers"]
+            )
+            balances = tuple(
+                (Address(parse_hex(b["address"], what="address", size=20)), int(b["amount"]))
+                for b in obj.get("balances", [])
+            )
+            params = ConsensusParams(**obj.get("params", {}))
+            return cls(chain_id, int(obj["genesis_time_ms"]), validators, issuers, balances, params)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise DecodeError(f"invalid genesis file: {exc!r}") from None
+
+
+def load_genesis(path: Path) -> Genesis:
+    try:
+        obj = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise DecodeError(f"cannot read genesis file {path}: {exc}") from None
+    return Genesis.from_json(obj)

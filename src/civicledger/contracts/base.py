@@ -1,0 +1,273 @@
+"""The one interface between transactions and contracts.
+
+A contract is a class with a ``name`` and methods marked ``@call`` (they may change state;
+reached by transactions) or ``@view`` (read-only; reached by queries). Each receives a
+context (``ctx``) giving the sender, transaction id, height, block time, namespaced state
+access, events and ``require``; and an ``Args`` holding the named arguments with typed,
+bounded accessors. Every state access and event costs fuel (schedule in
+``docs/spec/contracts.md``). Built-in system contracts and, later, sandboxed user
+contracts share this interface.
+
+Example::
+
+    class Counter(Contract):
+        name = "counter"
+
+        @call
+        def add(self, ctx: Context, args: Args) -> Value:
+            n = args.integer("n", minimum=1, maximum=100)
+            total = ctx.get_int("total") + n
+            ctx.set("total", total)
+            ctx.emit("Added", n=n, total=total)
+            return total
+
+        @view
+        def total(self, ctx: ViewContext, args: Args) -> Value:
+            return ctx.get_int("total")
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, TypeVar
+
+from civicledger.chain.receipt import Event
+from civicledger.encoding import Value, decode, encode
+from civicledger.errors import ContractError, EncodeError, OutOfFuel
+from civicledger.state.overlay import StateReader, TxOverlay
+from civicledger.types import ADDRESS_SIZE, Address, Hash32, PublicKey
+
+__all__ = [
+    "FUEL_BASE",
+    "FUEL_EVENT",
+    "FUEL_READ",
+    "FUEL_WRITE",
+    "MAX_EVENTS",
+    "MAX_KEY_LENGTH",
+    "MAX_VALUE_SIZE",
+    "Args",
+    "Context",
+    "Contract",
+    "FuelMeter",
+    "ViewContext",
+    "call",
+    "state_key",
+    "view",
+]
+
+#: Fuel charged for every transaction before the call runs.
+FUEL_BASE = 1_000
+#: Fuel per state read, plus one per byte read.
+FUEL_READ = 100
+#: Fuel per state write or delete, plus ten per byte written.
+FUEL_WRITE = 500
+#: Fuel per event, plus one per byte of event data.
+FUEL_EVENT = 200
+#: Fuel a query may use (queries are not transactions but are bounded too).
+QUERY_FUEL = 10_000_000
+
+MAX_KEY_LENGTH = 256
+MAX_VALUE_SIZE = 16 * 1024
+MAX_EVENTS = 64
+MAX_EVENT_SIZE = 4 * 1024
+
+F = TypeVar("F", bound=Callable[..., Value])
+
+
+def call(fn: F) -> F:
+    """Mark a method as callable by transactions."""
+    fn.__civic_kind__ = "call"  # type: ignore[attr-defined]
+    return fn
+
+
+def view(fn: F) -> F:
+    """Mark a method as a read-only query."""
+    fn.__civic_kind__ = "view"  # type: ignore[attr-defined]
+    return fn
+
+
+def state_key(contract: str, key: str) -> bytes:
+    """The global state key of a contract's key: ``<contract>/<key>`` in UTF-8."""
+    return f"{contract}/{key}".encode()
+
+
+class FuelMeter:
+    """Counts fuel and stops the call when the limit is passed."""
+
+    __slots__ = ("limit", "used")
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.used = 0
+
+    def charge(self, amount: int) -> None:
+        self.used += amount
+        if self.used > self.limit:
+            self.used = self.limit
+            raise OutOfFuel(f"out of fuel: the call needs more than its limit of {self.limit}")
+
+
+class ViewContext:
+    """Read-only access to one contract's state."""
+
+    def __init__(self, reader: StateReader, contract: str, fuel: FuelMeter, height: int) -> None:
+        self._reader = reader
+        self.contract = contract
+        self.fuel = fuel
+        #: Height of the state being read (the last committed block for queries).
+        self.height = height
+
+    def _key(self, key: str) -> bytes:
+        if not 0 < len(key) <= MAX_KEY_LENGTH:
+            raise ContractError(f"state key must be 1 to {MAX_KEY_LENGTH} characters")
+        return state_key(self.contract, key)
+
+    def get(self, key: str, default: Value = None) -> Value:
+        raw = self._reader.get(self._key(key))
+        self.fuel.charge(FUEL_READ + (len(raw) if raw else 0))
+        if raw is None:
+            return default
+        return decode(raw)
+
+    def get_int(self, key: str) -> int:
+        value = self.get(key, 0)
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise ContractError(f"state key {key!r} does not hold an integer")
+        return value
+
+    def has(self, key: str) -> bool:
+        self.fuel.charge(FUEL_READ)
+        return self._reader.get(self._key(key)) is not None
+
+    def require(self, condition: object, message: str, code: str = "requirement_failed") -> None:
+        """Fail the call with ``message`` unless ``condition`` holds."""
+        if not condition:
+            raise ContractError(message, code=code)
+
+
+class Context(ViewContext):
+    """What a transaction's call sees and may change."""
+
+    def __init__(
+        self,
+        overlay: TxOverlay,
+        contract: str,
+        fuel: FuelMeter,
+        *,
+        chain_id: str,
+        height: int,
+        time_ms: int,
+        tx_id: Hash32,
+        sender: Address,
+        sender_key: PublicKey,
+    ) -> None:
+        super().__init__(overlay, contract, fuel, height)
+        self._overlay = overlay
+        self.chain_id = chain_id
+        #: Block time in milliseconds since the Unix epoch (the same on every node).
+        self.time_ms = time_ms
+        self.tx_id = tx_id
+        #: Address of the account that signed the transaction.
+        self.sender = sender
+        self.sender_key = sender_key
+        self.events: list[Event] = []
+
+    def set(self, key: str, value: Value) -> None:
+        try:
+            raw = encode(value)
+        except EncodeError as exc:
+            raise ContractError(f"cannot store {key!r}: {exc.message}") from None
+        if len(raw) > MAX_VALUE_SIZE:
+            raise ContractError(f"value for {key!r} exceeds {MAX_VALUE_SIZE} bytes")
+        self.fuel.charge(FUEL_WRITE + 10 * len(raw))
+        self._overlay.set(self._key(key), raw)
+
+    def delete(self, key: str) -> None:
+        self.fuel.charge(FUEL_WRITE)
+        self._overlay.delete(self._key(key))
+
+    def emit(self, name: str, **data: Value) -> None:
+        size = len(encode(data))
+        if size > MAX_EVENT_SIZE:
+            raise ContractError(f"event {name} exceeds {MAX_EVENT_SIZE} bytes")
+        if len(self.events) >= MAX_EVENTS:
+            raise ContractError(f"a call may emit at most {MAX_EVENTS} events")
+        self.fuel.charge(FUEL_EVENT + size)
+        self.events.append(Event(self.contract, name, dict(data)))
+
+
+@dataclass(frozen=True, slots=True)
+class Args:
+    """A call's named arguments, read through typed accessors with bounds."""
+
+    values: dict[str, Value]
+    _read: set[str] = field(default_factory=set)
+
+    def _get(self, name: str, required: bool) -> Value:
+        if name not in self.values:
+            if required:
+                raise ContractError(f"missing argument {name!r}", code="bad_argument")
+            return None
+        self._read.add(name)
+        return self.values[name]
+
+    def text(self, name: str, *, max_length: int = 256, required: bool = True) -> str:
+        value = self._get(name, required)
+        if value is None and not required:
+            return ""
+        if not isinstance(value, str):
+            raise ContractError(f"argument {name!r} must be a string", code="bad_argument")
+        if len(value) > max_length:
+            raise ContractError(
+                f"argument {name!r} is longer than {max_length} characters", code="bad_argument"
+            )
+        return value
+
+    def integer(self, name: str, *, minimum: int = 0, maximum: int = 2**128 - 1) -> int:
+        value = self._get(name, True)
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise ContractError(f"argument {name!r} must be an integer", code="bad_argument")
+        if not minimum <= value <= maximum:
+            raise ContractError(
+                f"argument {name!r} must be between {minimum} and {maximum}", code="bad_argument"
+            )
+        return value
+
+    def blob(self, name: str, *, size: int) -> bytes:
+        value = self._get(name, True)
+        if not isinstance(value, bytes) or len(value) != size:
+            raise ContractError(f"argument {name!r} must be {size} bytes", code="bad_argument")
+        return value
+
+    def address(self, name: str) -> Address:
+        return Address(self.blob(name, size=ADDRESS_SIZE))
+
+    def check_no_extra(self) -> None:
+        extra = sorted(set(self.values) - self._read)
+        if extra:
+            raise ContractError(f"unexpected argument {extra[0]!r}", code="bad_argument")
+
+
+class Contract:
+    """Base of every contract: dispatches to ``@call`` and ``@view`` methods."""
+
+    name: ClassVar[str] = ""
+
+    def get_method(self, method: str, kind: str) -> Callable[..., Value]:
+        fn: Any = getattr(type(self), method, None) if not method.startswith("_") else None
+        if fn is None or getattr(fn, "__civic_kind__", None) != kind:
+            what = "method" if kind == "call" else "view"
+            raise ContractError(
+                f"contract {self.name!r} has no {what} {method!r}", code="unknown_method"
+            )
+        bound: Callable[..., Value] = getattr(self, method)
+        return bound
+
+    def methods(self, kind: str) -> list[str]:
+        return sorted(
+            n
+            for n in dir(type(self))
+            if not n.startswith("_")
+            and getattr(getattr(type(self), n), "__civic_kind__", "") == kind
+        )

@@ -1,0 +1,1 @@
+"""Built-in system contracts, available on every network from genesis."""

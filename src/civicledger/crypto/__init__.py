@@ -1,0 +1,1 @@
+"""Hashing, Ed25519 keys and the encrypted keystore."""

@@ -1,0 +1,226 @@
+"""The one canonical encoding (CLE) used for hashing, signing, storage and the wire.
+
+Every value has exactly one encoding and decoding rejects every other byte string,
+so ``encode(decode(b)) == b`` for every accepted ``b``. The format is specified in
+``docs/spec/encoding.md``; the test vectors live in ``tests/vectors/encoding.json``.
+
+Values are built from seven kinds only: ``None``, ``bool``, ``int`` (bounded to
+256 bits of magnitude), ``bytes``, ``str``, ``list`` and ``dict`` with ``str`` keys.
+There are no floats.
+"""
+
+from __future__ import annotations
+
+from civicledger.errors import DecodeError, EncodeError
+
+__all__ = [
+    "MAX_DEPTH",
+    "MAX_INT_BYTES",
+    "Value",
+    "decode",
+    "encode",
+]
+
+Value = None | bool | int | bytes | str | list["Value"] | dict[str, "Value"]
+
+TAG_NULL = 0x00
+TAG_FALSE = 0x01
+TAG_TRUE = 0x02
+TAG_UINT = 0x03
+TAG_NEGINT = 0x04
+TAG_BYTES = 0x05
+TAG_STRING = 0x06
+TAG_LIST = 0x07
+TAG_MAP = 0x08
+
+#: Integers carry at most this many magnitude bytes (|x| < 2**256).
+MAX_INT_BYTES = 32
+#: Lists and maps nest at most this deep.
+MAX_DEPTH = 32
+#: Varints are at most this many bytes (lengths below 2**63).
+MAX_VARINT_BYTES = 9
+
+
+def _encode_uvarint(n: int, out: bytearray) -> None:
+    while n >= 0x80:
+        out.append((n & 0x7F) | 0x80)
+        n >>= 7
+    out.append(n)
+
+
+def _encode_into(value: Value, out: bytearray, depth: int) -> None:
+    if depth > MAX_DEPTH:
+        raise EncodeError(f"value nests deeper than {MAX_DEPTH} levels")
+    # bool before int: bool is a subclass of int in Python.
+    if value is None:
+        out.append(TAG_NULL)
+    elif value is True:
+        out.append(TAG_TRUE)
+    elif value is False:
+        out.append(TAG_FALSE)
+    elif isinstance(value, int):
+        magnitude = value if value >= 0 else -value
+        raw = magnitude.to_bytes((magnitude.bit_length() + 7) // 8, "big")
+        if len(raw) > MAX_INT_BYTES:
+            raise EncodeError(f"integer magnitude exceeds {MAX_INT_BYTES * 8} bits")
+        out.append(TAG_UINT if value >= 0 else TAG_NEGINT)
+        _encode_uvarint(len(raw), out)
+        out += raw
+    elif isinstance(value, bytes | bytearray | memoryview):
+        out.append(TAG_BYTES)
+        _encode_uvarint(len(value), out)
+        out += value
+    elif isinstance(value, str):
+        try:
+            raw = value.encode("utf-8")
+        except UnicodeEncodeError as exc:  # lone surrogates
+            raise EncodeError(f"string is not valid Unicode: {exc.reason}") from None
+        out.append(TAG_STRING)
+        _encode_uvarint(len(raw), out)
+        out += raw
+    elif isinstance(value, list | tuple):
+        out.append(TAG_LIST)
+        _encode_uvarint(len(value), out)
+        for item in value:
+            _encode_into(item, out, depth + 1)
+    elif isinstance(value, dict):
+        entries: list[tuple[bytes, Value]] = []
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise EncodeError(f"map keys must be strings, got {type(key).__name__}")
+            entries.append((key.encode("utf-8"), item))
+        entries.sort(key=lambda entry: entry[0])
+        out.append(TAG_MAP)
+        _encode_uvarint(len(entries), out)
+        for raw_key, item in entries:
+            out.append(TAG_STRING)
+            _encode_uvarint(len(raw_key), out)
+            out += raw_key
+            _encode_into(item, out, depth + 1)
+    else:
+        raise EncodeError(f"cannot encode a value of type {type(value).__name__}")
+
+
+def encode(value: Value) -> bytes:
+    """Return the canonical encoding of ``value``; raise ``EncodeError`` if it has none."""
+    out = bytearray()
+    _encode_into(value, out, 0)
+    return bytes(out)
+
+
+class _Reader:
+    __slots__ = ("data", "end", "pos")
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+        self.pos = 0
+        self.end = len(data)
+
+    def byte(self) -> int:
+        if self.pos >= self.end:
+            raise DecodeError(f"input ends early at offset {self.pos}")
+        b = self.data[self.pos]
+        self.pos += 1
+        return b
+
+    def uvarint(self) -> int:
+        start = self.pos
+        result = 0
+        shift = 0
+        for i in range(MAX_VARINT_BYTES):
+            b = self.byte()
+            result |= (b & 0x7F) << shift
+            if not b & 0x80:
+                # Canonical: no trailing zero group (except the single byte 0x00).
+                if b == 0 and i > 0:
+                    raise DecodeError(f"over-long varint at offset {start}")
+                return result
+            shift += 7
+        raise DecodeError(f"varint longer than {MAX_VARINT_BYTES} bytes at offset {start}")
+
+    def take(self, n: int) -> bytes:
+        if n > self.end - self.pos:
+            raise DecodeError(f"length {n} at offset {self.pos} runs past the end of the input")
+        chunk = self.data[self.pos : self.pos + n]
+        self.pos += n
+        return chunk
+
+
+def _decode_value(r: _Reader, depth: int) -> Value:
+    if depth > MAX_DEPTH:
+        raise DecodeError(f"value nests deeper than {MAX_DEPTH} levels")
+    offset = r.pos
+    tag = r.byte()
+    if tag == TAG_NULL:
+        return None
+    if tag == TAG_FALSE:
+        return False
+    if tag == TAG_TRUE:
+        return True
+    if tag in (TAG_UINT, TAG_NEGINT):
+        n = r.uvarint()
+        if n > MAX_INT_BYTES:
+            raise DecodeError(f"integer at offset {offset} exceeds {MAX_INT_BYTES * 8} bits")
+        raw = r.take(n)
+        if n and raw[0] == 0:
+            raise DecodeError(f"integer at offset {offset} has a leading zero byte")
+        magnitude = int.from_bytes(raw, "big")
+        if tag == TAG_NEGINT:
+            if magnitude == 0:
+                raise DecodeError(f"negative zero at offset {offset}")
+            return -magnitude
+        return magnitude
+    if tag == TAG_BYTES:
+        return r.take(r.uvarint())
+    if tag == TAG_STRING:
+        return _decode_str(r, offset)
+    if tag == TAG_LIST:
+        count = r.uvarint()
+        # Every item takes at least one byte: a cheap bound against huge counts.
+        if count > r.end - r.pos:
+            raise DecodeError(f"list at offset {offset} claims {count} items, input too short")
+        return [_decode_value(r, depth + 1) for _ in range(count)]
+    if tag == TAG_MAP:
+        count = r.uvarint()
+        if count > (r.end - r.pos) // 2:
+            raise DecodeError(f"map at offset {offset} claims {count} entries, input too short")
+        result: dict[str, Value] = {}
+        previous: bytes | None = None
+        for _ in range(count):
+            key_offset = r.pos
+            if r.byte() != TAG_STRING:
+                raise DecodeError(f"map key at offset {key_offset} is not a string")
+            raw_key = r.take(r.uvarint())
+            # Canonical: keys strictly ascending by their UTF-8 bytes, hence unique.
+            if previous is not None and raw_key <= previous:
+                raise DecodeError(f"map keys out of order or repeated at offset {key_offset}")
+            previous = raw_key
+            try:
+                key = raw_key.decode("utf-8")
+            except UnicodeDecodeError:
+                raise DecodeError(f"map key at offset {key_offset} is not UTF-8") from None
+            result[key] = _decode_value(r, depth + 1)
+        return result
+    raise DecodeError(f"unknown tag 0x{tag:02x} at offset {offset}")
+
+
+def _decode_str(r: _Reader, offset: int) -> str:
+    raw = r.take(r.uvarint())
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise DecodeError(f"string at offset {offset} is not valid UTF-8") from None
+
+
+def decode(data: bytes, *, max_size: int | None = None) -> Value:
+    """Decode exactly one canonical value from ``data``; raise ``DecodeError`` otherwise."""
+    if not isinstance(data, bytes | bytearray | memoryview):
+        raise DecodeError(f"expected bytes, got {type(data).__name__}")
+    data = bytes(data)
+    if max_size is not None and len(data) > max_size:
+        raise DecodeError(f"input of {len(data)} bytes exceeds the limit of {max_size}")
+    r = _Reader(data)
+    value = _decode_value(r, 0)
+    if r.pos != r.end:
+        raise DecodeError(f"{r.end - r.pos} trailing bytes after the value")
+    return value

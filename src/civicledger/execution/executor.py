@@ -1,0 +1,180 @@
+"""Apply transactions and blocks to state: the state transition function.
+
+``execute_transactions`` runs a block's transactions in order against a ``BlockOverlay``:
+for each one it checks the chain id, expiry and nonce (a transaction failing these has no
+place in a block), bumps the sender's nonce, then runs the contract call in its own
+``TxOverlay`` with a fuel meter. A call that fails (a ``LedgerError`` or any exception
+raised by contract code) is rolled back and gets a failed receipt; it never stops the
+block. Specified in ``docs/spec/blocks.md`` ("Executing a block").
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from civicledger.chain.receipt import STATUS_FAILED, STATUS_OK, Receipt
+from civicledger.chain.transaction import Transaction
+from civicledger.contracts.base import FUEL_BASE, QUERY_FUEL, Args, Context, FuelMeter, ViewContext
+from civicledger.contracts.registry import ContractRegistry
+from civicledger.encoding import Value, decode, encode
+from civicledger.errors import ContractError, InvalidTransaction, LedgerError, OutOfFuel
+from civicledger.state.overlay import BlockOverlay, StateReader, TxOverlay
+from civicledger.types import Address
+
+__all__ = [
+    "BlockEnv",
+    "ExecutionResult",
+    "execute_transactions",
+    "get_nonce",
+    "nonce_key",
+    "run_query",
+    "validate_inclusion",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class BlockEnv:
+    """What every call in a block sees of the block."""
+
+    chain_id: str
+    height: int
+    time_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class ExecutionResult:
+    #: Transactions executed, in order (the block body).
+    transactions: tuple[Transaction, ...]
+    #: One receipt per executed transaction.
+    receipts: tuple[Receipt, ...]
+    #: Net state changes (key → new value, ``None`` = deleted).
+    changes: dict[bytes, bytes | None]
+    #: Transactions left out (only when ``skip_invalid``), with the reason.
+    skipped: tuple[tuple[Transaction, InvalidTransaction], ...]
+
+
+def nonce_key(address: Address) -> bytes:
+    """State key of an account's next nonce; ``$`` keeps it apart from contract keys."""
+    return b"$sys/nonce/" + address
+
+
+def get_nonce(state: StateReader, address: Address) -> int:
+    raw = state.get(nonce_key(address))
+    if raw is None:
+        return 0
+    value = decode(raw)
+    assert isinstance(value, int)
+    return value
+
+
+def validate_inclusion(state: StateReader, env: BlockEnv, tx: Transaction) -> None:
+    """Raise ``InvalidTransaction`` if ``tx`` may not be included in this block."""
+    # The transaction is for this network.
+    if tx.chain_id != env.chain_id:
+        raise InvalidTransaction(
+            f"transaction is for chain {tx.chain_id!r}, this is {env.chain_id!r}",
+            code="wrong_chain_id",
+        )
+    # It has not expired.
+    if tx.expiry and tx.expiry < env.height:
+        raise InvalidTransaction(f"transaction expired at height {tx.expiry}", code="expired")
+    # It is the sender's next transaction: no replay, no gap.
+    expected = get_nonce(state, tx.sender_address)
+    if tx.nonce != expected:
+        code = "nonce_too_low" if tx.nonce < expected else "nonce_gap"
+        raise InvalidTransaction(
+            f"nonce {tx.nonce} is not the sender's next nonce {expected}", code=code
+        )
+
+
+def _run_call(
+    registry: ContractRegistry, overlay: TxOverlay, env: BlockEnv, tx: Transaction, fuel: FuelMeter
+) -> tuple[Value, Context]:
+    contract = registry.get(tx.contract)
+    method = contract.get_method(tx.method, "call")
+    ctx = Context(
+        overlay,
+        tx.contract,
+        fuel,
+        chain_id=env.chain_id,
+        height=env.height,
+        time_ms=env.time_ms,
+        tx_id=tx.tx_id,
+        sender=tx.sender_address,
+        sender_key=tx.sender,
+    )
+    result = method(ctx, Args(dict(tx.args)))
+    encode(result)  # the result must be encodable: it goes into the receipt
+    return result, ctx
+
+
+def execute_transaction(
+    registry: ContractRegistry, block: BlockOverlay, env: BlockEnv, tx: Transaction
+) -> Receipt:
+    """Run one admitted transaction; its writes reach ``block`` only if it succeeds."""
+    tx_id = tx.tx_id
+    block.writes[nonce_key(tx.sender_address)] = encode(tx.nonce + 1)
+    fuel = FuelMeter(tx.fuel_limit)
+    overlay = TxOverlay(block)
+    try:
+        fuel.charge(FUEL_BASE)
+        result, ctx = _run_call(registry, overlay, env, tx, fuel)
+    except OutOfFuel as exc:
+        return Receipt(tx_id, STATUS_FAILED, exc.code, exc.message, tx.fuel_limit, (), None)
+    except LedgerError as exc:
+        code = exc.code if isinstance(exc, ContractError) else f"contract_{exc.code}"
+        return Receipt(tx_id, STATUS_FAILED, code, exc.message, fuel.used, (), None)
+    except (RecursionError, MemoryError) as exc:
+        message = f"contract exhausted a resource: {type(exc).__name__}"
+        return Receipt(tx_id, STATUS_FAILED, "contract_crashed", message, fuel.used, (), None)
+    except Exception as exc:  # contract code is not trusted to be bug-free
+        message = f"contract raised {type(exc).__name__}: {exc}"[:500]
+        return Receipt(tx_id, STATUS_FAILED, "contract_crashed", message, fuel.used, (), None)
+    overlay.commit()
+    return Receipt(tx_id, STATUS_OK, "", "", fuel.used, tuple(ctx.events), result)
+
+
+def execute_transactions(
+    registry: ContractRegistry,
+    state: StateReader,
+    env: BlockEnv,
+    transactions: list[Transaction] | tuple[Transaction, ...],
+    *,
+    skip_invalid: bool = False,
+) -> ExecutionResult:
+    """Execute a block's transactions in order.
+
+    A transaction that may not be included (wrong chain, expired, wrong nonce) makes the
+    block invalid (``InvalidTransaction`` propagates) unless ``skip_invalid`` is set, as it
+    is for the block producer, which then leaves it out.
+    """
+    block = BlockOverlay(state)
+    included: list[Transaction] = []
+    receipts: list[Receipt] = []
+    skipped: list[tuple[Transaction, InvalidTransaction]] = []
+    for tx in transactions:
+        try:
+            validate_inclusion(block, env, tx)
+        except InvalidTransaction as exc:
+            if not skip_invalid:
+                raise
+            skipped.append((tx, exc))
+            continue
+        receipts.append(execute_transaction(registry, block, env, tx))
+        included.append(tx)
+    return ExecutionResult(tuple(included), tuple(receipts), block.changes(), tuple(skipped))
+
+
+def run_query(
+    registry: ContractRegistry,
+    state: StateReader,
+    height: int,
+    contract_name: str,
+    method: str,
+    args: dict[str, Value],
+) -> Value:
+    """Run a read-only ``@view`` method against committed state."""
+    contract = registry.get(contract_name)
+    fn = contract.get_method(method, "view")
+    ctx = ViewContext(state, contract_name, FuelMeter(QUERY_FUEL), height)
+    return fn(ctx, Args(dict(args)))

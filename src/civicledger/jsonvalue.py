@@ -1,0 +1,56 @@
+"""Mapping between canonical values and JSON, for the API, the CLI and saved files.
+
+JSON has no byte strings and its numbers may be floats, so: bytes are written as
+``{"$bytes": "<hex>"}``; integers are JSON integers; floats are refused.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from civicledger.encoding import MAX_DEPTH, Value
+from civicledger.errors import DecodeError
+
+__all__ = ["json_to_value", "value_to_json"]
+
+
+def value_to_json(value: Value) -> Any:
+    if isinstance(value, bytes):
+        return {"$bytes": value.hex()}
+    if isinstance(value, list):
+        return [value_to_json(item) for item in value]
+    if isinstance(value, dict):
+        return {key: value_to_json(item) for key, item in value.items()}
+    return value
+
+
+def json_to_value(obj: Any, *, _depth: int = 0) -> Value:
+    """Convert parsed JSON into a canonical value; raise ``DecodeError`` on floats etc."""
+    if _depth > MAX_DEPTH:
+        raise DecodeError(f"value nests deeper than {MAX_DEPTH} levels")
+    if obj is None or isinstance(obj, bool | str):
+        return obj
+    if isinstance(obj, int):
+        if obj.bit_length() > 256:
+            raise DecodeError("integers are limited to 256 bits")
+        return obj
+    if isinstance(obj, float):
+        raise DecodeError(f"floats are not allowed (got {obj!r}); use integers")
+    if isinstance(obj, list):
+        return [json_to_value(item, _depth=_depth + 1) for item in obj]
+    if isinstance(obj, dict):
+        if set(obj) == {"$bytes"}:
+            text = obj["$bytes"]
+            if not isinstance(text, str):
+                raise DecodeError("$bytes must be a hex string")
+            try:
+                return bytes.fromhex(text)
+            except ValueError:
+                raise DecodeError(f"$bytes is not valid hex: {text[:80]!r}") from None
+        result: dict[str, Value] = {}
+        for key, item in obj.items():
+            if not isinstance(key, str):
+                raise DecodeError("map keys must be strings")
+            result[key] = json_to_value(item, _depth=_depth + 1)
+        return result
+    raise DecodeError(f"cannot convert {type(obj).__name__} to a ledger value")

@@ -1,0 +1,118 @@
+"""Node configuration: one TOML file per node, paths relative to the file's folder.
+
+Example (written by ``civic init``)::
+
+    [node]
+    name = "node0"
+    data_dir = "data"
+    genesis = "genesis.json"
+    keystore = "keys"
+    validator_key = "validator"        # key name in the keystore; omit for a non-validator
+    passphrase_file = "passphrase"     # or set CIVIC_PASSPHRASE; omit both to be prompted
+
+    [api]
+    host = "127.0.0.1"
+    port = 8545
+    max_body_bytes = 262144
+
+    [mempool]
+    max_txs = 50000
+    max_bytes = 67108864
+    max_nonce_gap = 1000
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from civicledger.errors import DecodeError
+from civicledger.mempool.pool import MempoolLimits
+
+__all__ = ["ApiConfig", "NodeConfig", "load_config", "render_config"]
+
+
+@dataclass(frozen=True, slots=True)
+class ApiConfig:
+    host: str = "127.0.0.1"
+    port: int = 8545
+    max_body_bytes: int = 256 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class NodeConfig:
+    #: Folder of the configuration file; relative paths are resolved from it.
+    home: Path
+    name: str = "node"
+    data_dir: Path = Path("data")
+    genesis: Path = Path("genesis.json")
+    keystore: Path = Path("keys")
+    validator_key: str | None = None
+    passphrase_file: Path | None = None
+    api: ApiConfig = field(default_factory=ApiConfig)
+    mempool: MempoolLimits = field(default_factory=MempoolLimits)
+
+    def resolve(self, path: Path) -> Path:
+        return path if path.is_absolute() else self.home / path
+
+
+def _section(obj: dict[str, Any], name: str) -> dict[str, Any]:
+    section = obj.get(name, {})
+    if not isinstance(section, dict):
+        raise DecodeError(f"[{name}] must be a table")
+    return section
+
+
+def load_config(path: Path) -> NodeConfig:
+    try:
+        obj = tomllib.loads(path.read_text())
+    except OSError as exc:
+        raise DecodeError(f"cannot read {path}: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise DecodeError(f"{path} is not valid TOML: {exc}") from None
+    node = _section(obj, "node")
+    try:
+        passphrase_file = node.get("passphrase_file")
+        return NodeConfig(
+            home=path.parent.resolve(),
+            name=str(node.get("name", "node")),
+            data_dir=Path(node.get("data_dir", "data")),
+            genesis=Path(node.get("genesis", "genesis.json")),
+            keystore=Path(node.get("keystore", "keys")),
+            validator_key=node.get("validator_key"),
+            passphrase_file=Path(passphrase_file) if passphrase_file else None,
+            api=ApiConfig(**_section(obj, "api")),
+            mempool=MempoolLimits(**_section(obj, "mempool")),
+        )
+    except TypeError as exc:
+        raise DecodeError(f"{path}: unknown or misspelt setting ({exc})") from None
+
+
+def render_config(config: NodeConfig) -> str:
+    lines = [
+        "[node]",
+        f'name = "{config.name}"',
+        f'data_dir = "{config.data_dir}"',
+        f'genesis = "{config.genesis}"',
+        f'keystore = "{config.keystore}"',
+    ]
+    if config.validator_key:
+        lines.append(f'validator_key = "{config.validator_key}"')
+    if config.passphrase_file:
+        lines.append(f'passphrase_file = "{config.passphrase_file}"')
+    lines += [
+        "",
+        "[api]",
+        f'host = "{config.api.host}"',
+        f"port = {config.api.port}",
+        f"max_body_bytes = {config.api.max_body_bytes}",
+        "",
+        "[mempool]",
+        f"max_txs = {config.mempool.max_txs}",
+        f"max_bytes = {config.mempool.max_bytes}",
+        f"max_nonce_gap = {config.mempool.max_nonce_gap}",
+        "",
+    ]
+    return "\n".join(lines)

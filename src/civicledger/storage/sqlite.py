@@ -1,0 +1,206 @@
+"""Block and state storage in one SQLite file (WAL mode, fsync on every commit).
+
+Each block is saved in one SQLite transaction together with its commit certificate, its
+transactions, their receipts and the block's state changes, so after a crash the file
+holds every block whose save returned, and nothing of a block whose save did not.
+Tables::
+
+    meta(key TEXT PRIMARY KEY, value BLOB)          chain_id, genesis hash, schema version
+    blocks(height INTEGER PRIMARY KEY, hash BLOB UNIQUE, header BLOB, commit_ BLOB, tx_count)
+    txs(tx_id BLOB PRIMARY KEY, height, idx, raw BLOB, receipt BLOB)   UNIQUE(height, idx)
+    state(key BLOB PRIMARY KEY, value BLOB)         the current state
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from civicledger.errors import CorruptionError
+
+__all__ = ["SCHEMA_VERSION", "BlockStore", "StoredBlock", "StoredTx"]
+
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS blocks (
+    height INTEGER PRIMARY KEY,
+    hash BLOB NOT NULL UNIQUE,
+    header BLOB NOT NULL,
+    commit_ BLOB NOT NULL,
+    tx_count INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS txs (
+    tx_id BLOB PRIMARY KEY,
+    height INTEGER NOT NULL,
+    idx INTEGER NOT NULL,
+    raw BLOB NOT NULL,
+    receipt BLOB NOT NULL,
+    UNIQUE (height, idx)
+);
+CREATE TABLE IF NOT EXISTS state (key BLOB PRIMARY KEY, value BLOB NOT NULL);
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class StoredBlock:
+    height: int
+    hash: bytes
+    header: bytes
+    commit: bytes
+    tx_count: int
+
+
+@dataclass(frozen=True, slots=True)
+class StoredTx:
+    tx_id: bytes
+    height: int
+    index: int
+    raw: bytes
+    receipt: bytes
+
+
+class BlockStore:
+    """The node's durable copy of the chain and of the current state."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            # FULL: fsync the WAL on every commit, so a saved block survives power loss.
+            self._db.execute("PRAGMA synchronous=FULL")
+            self._db.executescript(_SCHEMA)
+            version = self.get_meta("schema_version")
+        except sqlite3.DatabaseError as exc:
+            raise CorruptionError(
+                f"{path} is not a readable Civic Ledger database: {exc}"
+            ) from None
+        if version is None:
+            self.set_meta("schema_version", str(SCHEMA_VERSION).encode())
+        elif version != str(SCHEMA_VERSION).encode():
+            raise CorruptionError(
+                f"{path} has schema version {version!r}, expected {SCHEMA_VERSION}"
+            )
+        self._lock = threading.Lock()
+
+    def close(self) -> None:
+        self._db.close()
+
+    # -- meta -----------------------------------------------------------------
+
+    def get_meta(self, key: str) -> bytes | None:
+        row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return None if row is None else bytes(row[0])
+
+    def set_meta(self, key: str, value: bytes) -> None:
+        self._db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
+
+    # -- writes ---------------------------------------------------------------
+
+    def save_block(
+        self,
+        *,
+        height: int,
+        block_hash: bytes,
+        header: bytes,
+        commit: bytes,
+        txs: list[tuple[bytes, bytes, bytes]],
+        changes: dict[bytes, bytes | None],
+    ) -> None:
+        """Atomically append a block: ``txs`` are ``(tx_id, raw, receipt)`` in block order."""
+        with self._lock:
+            db = self._db
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                db.execute(
+                    "INSERT INTO blocks (height, hash, header, commit_, tx_count) "
+                    "VALUES (?, ?, ?, ?, ?)",
+                    (height, block_hash, header, commit, len(txs)),
+                )
+                db.executemany(
+                    "INSERT INTO txs (tx_id, height, idx, raw, receipt) VALUES (?, ?, ?, ?, ?)",
+                    [(tx_id, height, i, raw, rc) for i, (tx_id, raw, rc) in enumerate(txs)],
+                )
+                db.executemany(
+                    "INSERT OR REPLACE INTO state (key, value) VALUES (?, ?)",
+                    [(k, v) for k, v in changes.items() if v is not None],
+                )
+                db.executemany(
+                    "DELETE FROM state WHERE key = ?",
+                    [(k,) for k, v in changes.items() if v is None],
+                )
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+
+    # -- reads ----------------------------------------------------------------
+
+    def get_head_height(self) -> int | None:
+        row = self._db.execute("SELECT MAX(height) FROM blocks").fetchone()
+        return None if row is None or row[0] is None else int(row[0])
+
+    def _block_row(self, row: tuple[object, ...] | None) -> StoredBlock | None:
+        if row is None:
+            return None
+        h, bh, header, commit, count = row
+        return StoredBlock(int(h), bytes(bh), bytes(header), bytes(commit), int(count))  # type: ignore[call-overload]
+
+    def get_block(self, height: int) -> StoredBlock | None:
+        row = self._db.execute(
+            "SELECT height, hash, header, commit_, tx_count FROM blocks WHERE height = ?",
+            (height,),
+        ).fetchone()
+        return self._block_row(row)
+
+    def get_block_by_hash(self, block_hash: bytes) -> StoredBlock | None:
+        row = self._db.execute(
+            "SELECT height, hash, header, commit_, tx_count FROM blocks WHERE hash = ?",
+            (block_hash,),
+        ).fetchone()
+        return self._block_row(row)
+
+    def iter_blocks(self, start: int = 0) -> Iterator[StoredBlock]:
+        cursor = self._db.execute(
+            "SELECT height, hash, header, commit_, tx_count FROM blocks WHERE height >= ? "
+            "ORDER BY height",
+            (start,),
+        )
+        for row in cursor:
+            block = self._block_row(row)
+            assert block is not None
+            yield block
+
+    def get_block_txs(self, height: int) -> list[StoredTx]:
+        rows = self._db.execute(
+            "SELECT tx_id, height, idx, raw, receipt FROM txs WHERE height = ? ORDER BY idx",
+            (height,),
+        ).fetchall()
+        return [StoredTx(bytes(a), int(b), int(c), bytes(d), bytes(e)) for a, b, c, d, e in rows]
+
+    def get_tx(self, tx_id: bytes) -> StoredTx | None:
+        row = self._db.execute(
+            "SELECT tx_id, height, idx, raw, receipt FROM txs WHERE tx_id = ?", (tx_id,)
+        ).fetchone()
+        if row is None:
+            return None
+        a, b, c, d, e = row
+        return StoredTx(bytes(a), int(b), int(c), bytes(d), bytes(e))
+
+    def get_state(self, key: bytes) -> bytes | None:
+        row = self._db.execute("SELECT value FROM state WHERE key = ?", (key,)).fetchone()
+        return None if row is None else bytes(row[0])
+
+    def iter_state(self) -> Iterator[tuple[bytes, bytes]]:
+        for key, value in self._db.execute("SELECT key, value FROM state"):
+            yield bytes(key), bytes(value)
+
+    def count_txs(self) -> int:
+        row = self._db.execute("SELECT COUNT(*) FROM txs").fetchone()
+        return int(row[0])
