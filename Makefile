@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-VALIDATORS ?= 4
+VALIDATORS ?= 1
 
 .PHONY: run test check bootstrap clean bench
 
