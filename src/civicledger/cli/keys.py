@@ -10,37 +10,17 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import IO, Any
 
 import click
 from rich.console import Console
 from rich.table import Table
 
+from civicledger.cli.common import CliError, LedgerGroup
 from civicledger.crypto.keystore import Keystore, default_home, resolve_passphrase
-from civicledger.errors import LedgerError
 
 __all__ = ["keys"]
 
 _META_KEY = "civicledger.cli.keys.keystore"
-
-
-class CliError(click.ClickException):
-    """A failure reported as ``error: <message>`` on stderr, exit status 1."""
-
-    exit_code = 1
-
-    def show(self, file: IO[Any] | None = None) -> None:
-        click.echo(f"error: {self.format_message()}", err=file is None, file=file)
-
-
-class _KeysGroup(click.Group):
-    """Turns every expected failure (``LedgerError``) into a one-line error, no traceback."""
-
-    def invoke(self, ctx: click.Context) -> Any:
-        try:
-            return super().invoke(ctx)
-        except LedgerError as exc:
-            raise CliError(exc.message) from exc
 
 
 def _keystore(ctx: click.Context) -> Keystore:
@@ -50,10 +30,11 @@ def _keystore(ctx: click.Context) -> Keystore:
     return keystore
 
 
-@click.group(cls=_KeysGroup)
+@click.group(cls=LedgerGroup)
 @click.option(
     "--home",
     type=click.Path(file_okay=False, path_type=Path),
+    envvar="CIVIC_HOME",
     default=None,
     help="Civic Ledger home directory (default: $CIVIC_HOME, else ~/.civic).",
 )
@@ -69,6 +50,7 @@ def keys(ctx: click.Context, home: Path | None) -> None:
 @click.option(
     "--passphrase-file",
     type=click.Path(dir_okay=False, path_type=Path),
+    envvar="CIVIC_PASSPHRASE_FILE",
     default=None,
     help="Read the passphrase from the first line of this file "
     "(default: $CIVIC_PASSPHRASE, else ask twice).",

@@ -5,16 +5,20 @@ from __future__ import annotations
 import click
 
 from civicledger import __version__
+from civicledger.cli.chain import account, block, doc, receipt, tx
+from civicledger.cli.common import LedgerGroup
 from civicledger.cli.keys import keys
+from civicledger.cli.node import init, node, up, verify
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=LedgerGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="civic")
 def cli() -> None:
     """Civic Ledger: a distributed ledger for public administrations."""
 
 
-cli.add_command(keys)
+for command in (keys, init, node, up, verify, tx, doc, account, block, receipt):
+    cli.add_command(command)
 
 
 def main() -> None:

@@ -106,7 +106,13 @@ class Node:
                 f"this genesis file gives {genesis_block.hash.hex()})"
             )
         self.state = SparseMerkleTree.from_items(self.store.iter_state())
-        self.head = self.check_stored_chain()
+        try:
+            self.head = self.check_stored_chain()
+        except CorruptionError as exc:
+            raise CorruptionError(
+                f"refusing to start: {self.store.path} is damaged: {exc.message}. "
+                "Run 'civic verify' for details"
+            ) from None
         # The state we loaded is the state the head block committed to.
         if self.state.root() != self.head.state_root:
             raise CorruptionError(

@@ -23,6 +23,7 @@ keys costs about ``k·log2(n/k) + 2k`` SHA-256 calls, once.
 
 from __future__ import annotations
 
+import gc
 import hashlib
 from bisect import bisect_left
 from collections.abc import Iterable, Mapping
@@ -146,27 +147,39 @@ def _split(old: bytes, new: bytes, depth: int) -> _Node:
 
 
 def _build(
-    paths: list[bytes], values: dict[bytes, bytes], lo: int, hi: int, depth: int
-) -> tuple[_Child, bytes]:
-    """Build, hashes included, the subtree at ``depth`` of the sorted ``paths[lo:hi]``."""
+    paths: list[bytes], leaves: list[bytes], lo: int, hi: int, depth: int
+) -> tuple[_Node, bytes]:
+    """Build, hashes included, the subtree at ``depth`` of the sorted ``paths[lo:hi]``.
+
+    ``hi - lo >= 2``; ``leaves[i]`` is the leaf hash of ``paths[i]``.
+    """
     first = paths[lo]
-    if hi - lo == 1:
-        return first, _sha256(_LEAF_PREFIX + first + _sha256(values[first]).digest()).digest()
     # The first and last of a sorted range share exactly the range's common prefix, so
     # they part at the first bit where the range really splits in two.
-    fork = _shared_bits(first, paths[hi - 1])
+    fork = (
+        PATH_BITS
+        - (int.from_bytes(first, "big") ^ int.from_bytes(paths[hi - 1], "big")).bit_length()
+    )
     i = fork >> 3
     mask = 0x80 >> (fork & 7)
-    # The smallest byte string whose bit `fork` is 1 with the range's common prefix:
-    # every path of the range from it on goes right.
+    # The smallest byte string with the range's common prefix and bit `fork` set: every
+    # path of the range from it on goes right.
     boundary = first[:i] + bytes(((first[i] | mask) & (0x100 - mask),))
     mid = bisect_left(paths, boundary, lo, hi)
-    left, lh = _build(paths, values, lo, mid, fork + 1)
-    right, rh = _build(paths, values, mid, hi, fork + 1)
+    left: _Child
+    right: _Child
+    if mid - lo == 1:
+        left, lh = first, leaves[lo]
+    else:
+        left, lh = _build(paths, leaves, lo, mid, fork + 1)
+    if hi - mid == 1:
+        right, rh = paths[mid], leaves[mid]
+    else:
+        right, rh = _build(paths, leaves, mid, hi, fork + 1)
     h = _sha256(_NODE_PREFIX + lh + rh).digest()
     node = _Node(left, right, h)
     for d in range(fork - 1, depth - 1, -1):
-        if _bit(first, d):
+        if (first[d >> 3] >> (7 - (d & 7))) & 1:
             h = _sha256(_NODE_PREFIX + _EMPTY + h).digest()
             node = _Node(None, node, h)
         else:
@@ -198,22 +211,44 @@ class SparseMerkleTree:
     def from_items(cls, items: Iterable[tuple[bytes, bytes]]) -> SparseMerkleTree:
         """Build a tree from ``(key, value)`` pairs in any order (a repeated key: last wins).
 
-        Much faster than repeated :meth:`set`: paths are sorted once and the tree is
-        built, hashes included, in a single pass.
+        Much faster than repeated :meth:`set`: the paths are sorted once and the tree is
+        built, hashes included, in one recursive pass. The cyclic garbage collector is
+        paused meanwhile (the tree has no cycles; scanning millions of fresh nodes over
+        and over would cost more than the build itself).
         """
-        tree = cls()
-        values = tree._values
+        values: dict[bytes, bytes] = {}
         sha = _sha256
-        # Typed as objects so that the checks below stay meaningful to mypy.
-        for key, value in cast("Iterable[tuple[object, object]]", items):
-            if not isinstance(key, bytes):
-                raise TypeError(f"key must be bytes, got {type(key).__name__}")
-            if not isinstance(value, bytes):
-                raise TypeError(f"value must be bytes, got {type(value).__name__}")
-            values[sha(key).digest()] = value
-        if values:
-            paths = sorted(values)
-            tree._root = _build(paths, values, 0, len(paths), 0)[0]
+        gc_was_enabled = gc.isenabled()
+        gc.disable()
+        try:
+            # Typed as objects so that the checks below stay meaningful to mypy.
+            for key, value in cast("Iterable[tuple[object, object]]", items):
+                if not isinstance(key, bytes):
+                    raise TypeError(f"key must be bytes, got {type(key).__name__}")
+                if not isinstance(value, bytes):
+                    raise TypeError(f"value must be bytes, got {type(value).__name__}")
+                values[sha(key).digest()] = value
+            return cls._from_path_values(values)
+        finally:
+            if gc_was_enabled:
+                gc.enable()
+
+    @classmethod
+    def _from_path_values(cls, values: dict[bytes, bytes]) -> SparseMerkleTree:
+        """Build from ``{path: value}``; the tree takes ``values`` over (no copy)."""
+        tree = cls()
+        tree._values = values
+        if len(values) == 1:
+            tree._root = next(iter(values))
+        elif values:
+            sha = _sha256
+            entries = sorted(values.items())
+            paths = [path for path, _ in entries]
+            leaves = [
+                sha(_LEAF_PREFIX + path + sha(value).digest()).digest() for path, value in entries
+            ]
+            del entries
+            tree._root = _build(paths, leaves, 0, len(paths), 0)[0]
         return tree
 
     def __len__(self) -> int:

@@ -1,0 +1,383 @@
+"""``civic tx``, ``doc``, ``account``, ``block`` and ``receipt``: using a running network."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import click
+
+from civicledger.chain.block import ValidatorSet
+from civicledger.chain.genesis import load_genesis
+from civicledger.chain.proof import ReceiptProof, verify_receipt_proof
+from civicledger.chain.transaction import DEFAULT_FUEL_LIMIT
+from civicledger.cli.common import (
+    CliError,
+    LedgerGroup,
+    client_of,
+    echo_json,
+    key_options,
+    load_key,
+    node_option,
+)
+from civicledger.client import sha256_file
+from civicledger.crypto.keys import compute_address
+from civicledger.encoding import Value
+from civicledger.errors import DecodeError, InvalidProof
+from civicledger.jsonvalue import json_to_value
+from civicledger.types import parse_hex
+
+__all__ = ["account", "block", "doc", "receipt", "tx"]
+
+
+def _send(
+    node_url: str,
+    home: Path | None,
+    key_name: str,
+    passphrase_file: Path | None,
+    contract: str,
+    method: str,
+    args: dict[str, Value],
+    *,
+    wait: bool = True,
+    fuel_limit: int = DEFAULT_FUEL_LIMIT,
+    expiry: int = 0,
+) -> dict[str, Any]:
+    key = load_key(home, key_name, passphrase_file)
+    with client_of(node_url) as client:
+        result = client.send(
+            key, contract, method, args, wait=wait, fuel_limit=fuel_limit, expiry=expiry
+        )
+    receipt = result.get("receipt")
+    if receipt and receipt["status"] != "ok":
+        echo_json(result)
+        raise CliError(
+            f"transaction {result['tx_id']} failed in block {result['height']}: "
+            f"{receipt['error_code']}: {receipt['error_message']}"
+        )
+    return result
+
+
+def _summary(result: dict[str, Any]) -> str:
+    if result.get("status") == "pending":
+        return f"submitted {result['tx_id']} (pending)"
+    receipt = result["receipt"]
+    return (
+        f"committed {result['tx_id']} in block {result['height']} "
+        f"(fuel {receipt['fuel_used']}, result {json.dumps(receipt['result'])})"
+    )
+
+
+def _address(text: str) -> bytes:
+    return parse_hex(text, what="address", size=20)
+
+
+# -- tx ------------------------------------------------------------------------------
+
+
+@click.group(cls=LedgerGroup)
+def tx() -> None:
+    """Send transactions and follow them."""
+
+
+@tx.command("send")
+@click.argument("contract")
+@click.argument("method")
+@click.option("--args", "args_json", default="{}", help="Arguments as JSON, e.g. '{\"n\": 1}'.")
+@click.option("--fuel", "fuel_limit", default=DEFAULT_FUEL_LIMIT, show_default=True, type=int)
+@click.option("--expiry", default=0, type=int, help="Last height to include it (0: none).")
+@click.option("--no-wait", is_flag=True, help="Return once submitted, without the receipt.")
+@key_options
+@node_option
+def tx_send(
+    contract: str,
+    method: str,
+    args_json: str,
+    fuel_limit: int,
+    expiry: int,
+    no_wait: bool,
+    key_name: str,
+    home: Path | None,
+    passphrase_file: Path | None,
+    node_url: str,
+) -> None:
+    """Call METHOD of CONTRACT in a signed transaction."""
+    try:
+        parsed = json.loads(args_json)
+    except json.JSONDecodeError as exc:
+        raise CliError(f"--args is not JSON: {exc}") from None
+    args = json_to_value(parsed)
+    if not isinstance(args, dict):
+        raise CliError("--args must be a JSON object")
+    result = _send(
+        node_url,
+        home,
+        key_name,
+        passphrase_file,
+        contract,
+        method,
+        args,
+        wait=not no_wait,
+        fuel_limit=fuel_limit,
+        expiry=expiry,
+    )
+    click.echo(_summary(result))
+
+
+@tx.command("status")
+@click.argument("tx_id")
+@node_option
+def tx_status(tx_id: str, node_url: str) -> None:
+    """Show a transaction, its status and its receipt."""
+    with client_of(node_url) as client:
+        echo_json(client.transaction(tx_id))
+
+
+# -- doc -----------------------------------------------------------------------------
+
+
+@click.group(cls=LedgerGroup)
+def doc() -> None:
+    """Tamper-evident documents: one version of the truth.
+
+    Files never leave your machine: only their SHA-256 goes on chain.
+    """
+
+
+@doc.command("register")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--id", "doc_id", required=True, help="Identifier, e.g. decree-2026-17.")
+@click.option("--title", required=True, help="Public title (no personal data).")
+@click.option("--note", default="", help="Public note for this version.")
+@key_options
+@node_option
+def doc_register(
+    file: Path,
+    doc_id: str,
+    title: str,
+    note: str,
+    key_name: str,
+    home: Path | None,
+    passphrase_file: Path | None,
+    node_url: str,
+) -> None:
+    """Register FILE as version 1 of a new document."""
+    args: dict[str, Value] = {"id": doc_id, "sha256": sha256_file(file), "title": title}
+    if note:
+        args["note"] = note
+    result = _send(node_url, home, key_name, passphrase_file, "documents", "register", args)
+    click.echo(_summary(result))
+
+
+@doc.command("update")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--id", "doc_id", required=True)
+@click.option("--note", default="", help="Why this version supersedes the last one.")
+@key_options
+@node_option
+def doc_update(
+    file: Path,
+    doc_id: str,
+    note: str,
+    key_name: str,
+    home: Path | None,
+    passphrase_file: Path | None,
+    node_url: str,
+) -> None:
+    """Publish FILE as the new current version of a document."""
+    args: dict[str, Value] = {"id": doc_id, "sha256": sha256_file(file)}
+    if note:
+        args["note"] = note
+    result = _send(node_url, home, key_name, passphrase_file, "documents", "update", args)
+    click.echo(_summary(result))
+
+
+@doc.command("revoke")
+@click.option("--id", "doc_id", required=True)
+@click.option("--reason", required=True)
+@key_options
+@node_option
+def doc_revoke(
+    doc_id: str,
+    reason: str,
+    key_name: str,
+    home: Path | None,
+    passphrase_file: Path | None,
+    node_url: str,
+) -> None:
+    """Withdraw a document: no version of it is current any more."""
+    args: dict[str, Value] = {"id": doc_id, "reason": reason}
+    result = _send(node_url, home, key_name, passphrase_file, "documents", "revoke", args)
+    click.echo(_summary(result))
+
+
+@doc.command("history")
+@click.argument("doc_id")
+@node_option
+def doc_history(doc_id: str, node_url: str) -> None:
+    """Every version of a document, oldest first."""
+    with client_of(node_url) as client:
+        echo_json(client.query("documents", "history", {"id": doc_id}))
+
+
+@doc.command("verify")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@node_option
+def doc_verify(file: Path, node_url: str) -> None:
+    """Is FILE registered, and is it the current version? (Exit 1 if not current.)"""
+    digest = sha256_file(file)
+    with client_of(node_url) as client:
+        found = client.query("documents", "lookup", {"sha256": digest})
+    if not found["registered"]:
+        raise CliError(f"{file} (sha256 {digest.hex()}) is not registered")
+    where = f"{found['id']!r} version {found['version']} of {found['latest_version']}"
+    if found["current"]:
+        click.echo(f"CURRENT: {file} is {where}, {found['title']!r}")
+        return
+    if found["status"] != "active":
+        raise CliError(f"REVOKED: {file} is {where}; the document was revoked")
+    raise CliError(
+        f"SUPERSEDED: {file} is {where}; the current version has sha256 "
+        f"{found['latest_sha256']['$bytes']}"
+    )
+
+
+# -- account -------------------------------------------------------------------------
+
+
+@click.group(cls=LedgerGroup)
+def account() -> None:
+    """The native currency: balances, transfers, minting by issuers."""
+
+
+@account.command("mint")
+@click.option("--to", "to", required=True, help="Address to credit.")
+@click.option("--amount", required=True, type=click.IntRange(min=1))
+@key_options
+@node_option
+def account_mint(
+    to: str,
+    amount: int,
+    key_name: str,
+    home: Path | None,
+    passphrase_file: Path | None,
+    node_url: str,
+) -> None:
+    """Create new units (issuers only)."""
+    args: dict[str, Value] = {"to": _address(to), "amount": amount}
+    result = _send(node_url, home, key_name, passphrase_file, "accounts", "mint", args)
+    click.echo(_summary(result))
+
+
+@account.command("transfer")
+@click.option("--to", "to", required=True, help="Address to pay.")
+@click.option("--amount", required=True, type=click.IntRange(min=1))
+@key_options
+@node_option
+def account_transfer(
+    to: str,
+    amount: int,
+    key_name: str,
+    home: Path | None,
+    passphrase_file: Path | None,
+    node_url: str,
+) -> None:
+    """Pay AMOUNT to another address."""
+    args: dict[str, Value] = {"to": _address(to), "amount": amount}
+    result = _send(node_url, home, key_name, passphrase_file, "accounts", "transfer", args)
+    click.echo(_summary(result))
+
+
+@account.command("balance")
+@click.argument("address")
+@node_option
+def account_balance(address: str, node_url: str) -> None:
+    """Balance and nonce of ADDRESS."""
+    _address(address)
+    with client_of(node_url) as client:
+        info = client.account(address)
+    click.echo(f"{info['address']}  balance {info['balance']}  nonce {info['nonce']}")
+
+
+# -- block ---------------------------------------------------------------------------
+
+
+@click.group(cls=LedgerGroup)
+def block() -> None:
+    """Read blocks."""
+
+
+@block.command("show")
+@click.argument("height", default="head")
+@click.option("--txs", is_flag=True, help="Include transactions and receipts.")
+@node_option
+def block_show(height: str, txs: bool, node_url: str) -> None:
+    """Show block HEIGHT (a number, a 64-hex-digit hash, or 'head')."""
+    with client_of(node_url) as client:
+        if height != "head" and not height.isdigit():
+            parse_hex(height, what="block hash", size=32)
+            height = f"hash/{height}"
+        echo_json(client.block(height, txs=txs))
+
+
+# -- receipt -------------------------------------------------------------------------
+
+
+@click.group(cls=LedgerGroup)
+def receipt() -> None:
+    """Receipts that anyone can verify offline."""
+
+
+@receipt.command("get")
+@click.argument("tx_id")
+@click.option(
+    "-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="Save to this file."
+)
+@node_option
+def receipt_get(tx_id: str, output: Path | None, node_url: str) -> None:
+    """Fetch the receipt of TX_ID with its proofs."""
+    with client_of(node_url) as client:
+        proof = client.proof(tx_id)
+    text = json.dumps(proof, indent=2) + "\n"
+    if output is None:
+        click.echo(text, nl=False)
+    else:
+        output.write_text(text)
+        click.echo(f"saved receipt of {tx_id} to {output}")
+
+
+@receipt.command("verify")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option(
+    "--genesis",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Trust only the validators of this genesis file.",
+)
+def receipt_verify(file: Path, genesis: Path | None) -> None:
+    """Verify a saved receipt offline: no node is contacted."""
+    try:
+        obj = json.loads(file.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise CliError(f"{file} is not a JSON receipt: {exc}") from None
+    trusted: ValidatorSet | None = load_genesis(genesis).validators if genesis else None
+    try:
+        proof = ReceiptProof.from_json(obj)
+        verify_receipt_proof(proof, trusted_validators=trusted)
+    except (DecodeError, InvalidProof) as exc:
+        raise CliError(f"INVALID: {exc.message}") from None
+    header = proof.header
+    signers = ", ".join(compute_address(s.public_key).hex() for s in proof.commit.signatures)
+    status = "succeeded" if proof.receipt.ok else f"failed ({proof.receipt.error_code})"
+    click.echo(f"VALID: transaction {proof.transaction.tx_id.hex()} {status}")
+    click.echo(f"  chain {header.chain_id}, block {header.height} ({header.hash.hex()})")
+    click.echo(
+        f"  call {proof.transaction.contract}.{proof.transaction.method} by "
+        f"{proof.transaction.sender_address.hex()}"
+    )
+    click.echo(f"  signed by validators: {signers}")
+    if trusted is None:
+        click.echo(
+            "  note: checked against the validator set named in the block; pass --genesis "
+            "to pin the validators you trust"
+        )
