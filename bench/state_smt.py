@@ -26,10 +26,8 @@ import tracemalloc
 from collections.abc import Iterator
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
-
-from civicledger.state import smt  # noqa: E402
-from civicledger.state.smt import SparseMerkleTree, verify_proof  # noqa: E402
+from civicledger.state import smt
+from civicledger.state.smt import SparseMerkleTree, verify_proof
 
 
 def items(n: int, value_size: int) -> Iterator[tuple[bytes, bytes]]:
@@ -104,11 +102,15 @@ def main() -> None:
     t1 = time.perf_counter()
     root = tree.root()
     t2 = time.perf_counter()
-    print(f"from_items: {t1 - t0:.2f} s ({(t1 - t0) / n * 1e6:.2f} µs/key); root() after: "
-          f"{(t2 - t1) * 1e6:.0f} µs; root {root.hex()[:16]}…")
+    print(
+        f"from_items: {t1 - t0:.2f} s ({(t1 - t0) / n * 1e6:.2f} µs/key); root() after: "
+        f"{(t2 - t1) * 1e6:.0f} µs; root {root.hex()[:16]}…"
+    )
     s = shape(tree)
-    print(f"shape: {s['internal']:,} internal nodes ({s['unary']:,} with an empty side), "
-          f"leaf depth mean {s['mean_depth']:.1f} max {s['max_depth']}")
+    print(
+        f"shape: {s['internal']:,} internal nodes ({s['unary']:,} with an empty side), "
+        f"leaf depth mean {s['mean_depth']:.1f} max {s['max_depth']}"
+    )
     del pairs
     gc.collect()
     print(f"RSS with the tree built (after dropping the input list): {rss_mib():.0f} MiB")
@@ -124,8 +126,10 @@ def main() -> None:
         held = tracemalloc.get_traced_memory()[0] - base
         tracemalloc.stop()
         assert tree.root() == root
-        print(f"tracemalloc: the tree holds {held / 2**20:.0f} MiB "
-              f"({held / n:.0f} bytes/key, values included)")
+        print(
+            f"tracemalloc: the tree holds {held / 2**20:.0f} MiB "
+            f"({held / n:.0f} bytes/key, values included)"
+        )
 
     # 3. batches
     rng = random.Random(7)
@@ -173,11 +177,13 @@ def main() -> None:
     k = args.batch
     upd = statistics.median(update_times)
     rt = statistics.median(root_times)
-    print(f"batch of {k} (80% overwrite/10% insert/10% delete), median of {args.rounds}: "
-          f"update {upd * 1e3:.1f} ms + root {rt * 1e3:.1f} ms = "
-          f"{(upd + rt) / k * 1e6:.1f} µs per changed key; "
-          f"{statistics.median(hashes) / k:.1f} SHA-256 calls per changed key "
-          f"(counted: keys' paths + rehash)")
+    print(
+        f"batch of {k} (80% overwrite/10% insert/10% delete), median of {args.rounds}: "
+        f"update {upd * 1e3:.1f} ms + root {rt * 1e3:.1f} ms = "
+        f"{(upd + rt) / k * 1e6:.1f} µs per changed key; "
+        f"{statistics.median(hashes) / k:.1f} SHA-256 calls per changed key "
+        f"(counted: keys' paths + rehash)"
+    )
     print(f"batch of {k} overwrites, uncounted: {statistics.median(clean) * 1e6:.1f} µs per key")
 
     # 4. single operations
@@ -201,9 +207,11 @@ def main() -> None:
         verify_proof(root, proof)
     t_verify = (time.perf_counter() - t0) / len(proofs)
     sizes = [len(p.siblings) for p in proofs]
-    print(f"get {t_get * 1e6:.1f} µs; set+root {t_set * 1e6:.0f} µs; prove {t_prove * 1e6:.0f} µs; "
-          f"verify {t_verify * 1e6:.0f} µs; siblings per proof mean {statistics.mean(sizes):.1f} "
-          f"max {max(sizes)}")
+    print(
+        f"get {t_get * 1e6:.1f} µs; set+root {t_set * 1e6:.0f} µs; prove {t_prove * 1e6:.0f} µs; "
+        f"verify {t_verify * 1e6:.0f} µs; siblings per proof mean {statistics.mean(sizes):.1f} "
+        f"max {max(sizes)}"
+    )
     print(f"peak RSS {rss_mib():.0f} MiB now")
 
 

@@ -201,6 +201,9 @@ def create_app(node: Node, *, max_body_bytes: int = MAX_BODY_BYTES) -> FastAPI:
                 raise DecodeError('request body must be {"tx": "<hex>"}')
             raw = parse_hex(parsed["tx"], what="tx")
         tx_id = node.submit(raw)
+        producer = getattr(request.app.state, "producer", None)
+        if producer is not None:
+            producer.notify()
         return {"tx_id": tx_id.hex(), "status": "pending"}
 
     @app.get("/v1/transactions/{tx_id}", tags=["transactions"])
@@ -244,7 +247,7 @@ def create_app(node: Node, *, max_body_bytes: int = MAX_BODY_BYTES) -> FastAPI:
         offline verification (``civic receipt verify``)."""
         return node.get_receipt_proof(_tx_id(tx_id)).to_json()
 
-    def _block_json(height: int, with_txs: bool) -> dict[str, Any]:
+    def _block_json(height: int, with_txs: bool, with_ids: bool = False) -> dict[str, Any]:
         block, commit = node.get_block(height)
         out: dict[str, Any] = {
             "header": block.header.to_json(),
@@ -259,6 +262,8 @@ def create_app(node: Node, *, max_body_bytes: int = MAX_BODY_BYTES) -> FastAPI:
                 ],
             },
         }
+        if with_ids:
+            out["tx_ids"] = [tx.tx_id.hex() for tx in block.transactions]
         if with_txs:
             receipts = node.get_receipts(height)
             out["transactions"] = [
@@ -290,10 +295,11 @@ def create_app(node: Node, *, max_body_bytes: int = MAX_BODY_BYTES) -> FastAPI:
         return _block_json(height, txs)
 
     @app.get("/v1/blocks/{height}", tags=["blocks"])
-    async def get_block(height: int, txs: bool = False) -> dict[str, Any]:
+    async def get_block(height: int, txs: bool = False, tx_ids: bool = False) -> dict[str, Any]:
+        """Block ``height``; ``txs`` adds transactions with receipts, ``tx_ids`` just ids."""
         if height < 0:
             raise NotFound("heights start at 0")
-        return _block_json(height, txs)
+        return _block_json(height, txs, tx_ids)
 
     @app.get("/v1/accounts/{address}", tags=["accounts"])
     async def get_account(address: str) -> dict[str, Any]:

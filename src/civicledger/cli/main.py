@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from civicledger import __version__
+from civicledger.cli.bench import bench
 from civicledger.cli.chain import account, block, doc, receipt, tx
 from civicledger.cli.common import LedgerGroup
 from civicledger.cli.keys import keys
@@ -17,7 +18,7 @@ def cli() -> None:
     """Civic Ledger: a distributed ledger for public administrations."""
 
 
-for command in (keys, init, node, up, verify, tx, doc, account, block, receipt):
+for command in (keys, init, node, up, verify, tx, doc, account, block, receipt, bench):
     cli.add_command(command)
 
 

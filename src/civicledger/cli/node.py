@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import secrets
 import signal
 import subprocess
@@ -13,56 +12,15 @@ from pathlib import Path
 import click
 import httpx
 
-from civicledger.chain.block import Validator, ValidatorSet
-from civicledger.chain.genesis import Genesis, load_genesis
+from civicledger.chain.genesis import load_genesis
 from civicledger.cli.common import CliError, LedgerGroup
-from civicledger.crypto.keystore import Keystore, resolve_passphrase
-from civicledger.node.config import ApiConfig, NodeConfig, load_config, render_config
+from civicledger.crypto.keystore import resolve_passphrase
+from civicledger.node.config import load_config
+from civicledger.node.localnet import LOCALNET_CHAIN_ID, create_single_validator_network
 from civicledger.node.verify import verify_chain
 from civicledger.storage.sqlite import BlockStore
 
 __all__ = ["init", "node", "up", "verify"]
-
-LOCALNET_CHAIN_ID = "civic-localnet"
-
-
-def _now_ms() -> int:
-    return time.time_ns() // 1_000_000
-
-
-def create_single_validator_network(
-    home: Path,
-    *,
-    chain_id: str,
-    port: int,
-    passphrase: str,
-    issuer: str = "issuer",
-) -> Path:
-    """Write a node folder with a validator key, an issuer key, genesis and config."""
-    home.mkdir(parents=True, exist_ok=True)
-    keystore = Keystore(home / "keys")
-    validator = keystore.create("validator", passphrase)
-    issuer_key = keystore.create(issuer, passphrase)
-    passphrase_path = home / "passphrase"
-    passphrase_path.write_text(passphrase + "\n")
-    passphrase_path.chmod(0o600)
-    genesis = Genesis(
-        chain_id=chain_id,
-        time_ms=_now_ms(),
-        validators=ValidatorSet.of([Validator(validator.public_key, 1)]),
-        issuers=(issuer_key.address,),
-    )
-    (home / "genesis.json").write_text(json.dumps(genesis.to_json(), indent=2) + "\n")
-    config = NodeConfig(
-        home=home,
-        name="node0",
-        validator_key="validator",
-        passphrase_file=Path("passphrase"),
-        api=ApiConfig(port=port),
-    )
-    config_path = home / "config.toml"
-    config_path.write_text(render_config(config))
-    return config_path
 
 
 @click.command()

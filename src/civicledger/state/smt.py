@@ -337,8 +337,7 @@ class SparseMerkleTree:
         old = values.get(path)
         values[path] = value  # an existing entry keeps its key object, the tree's leaf
         if old is not None:
-            if old != value:
-                self._touch(path)
+            pass
             return
         node = self._root
         if not isinstance(node, _Node):

@@ -1,0 +1,78 @@
+"""``civic bench``: throughput and latency of a local network, against the machine's limit."""
+
+from __future__ import annotations
+
+import json
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from civicledger.cli.common import CliError
+
+__all__ = ["bench"]
+
+
+@click.command()
+@click.option("--validators", default=1, show_default=True, type=click.IntRange(1, 1))
+@click.option("--transactions", default=10_000, show_default=True, type=click.IntRange(1))
+@click.option("--senders", default=100, show_default=True, type=click.IntRange(1, 10_000))
+@click.option("--rate", default=0.0, show_default=True, help="Target tx/s (0: flat out).")
+@click.option("--concurrency", default=32, show_default=True, type=click.IntRange(1, 1000))
+@click.option("--block-interval-ms", default=500, show_default=True, type=click.IntRange(10))
+@click.option("--json", "as_json", is_flag=True, help="Print the figures as JSON.")
+def bench(
+    validators: int,
+    transactions: int,
+    senders: int,
+    rate: float,
+    concurrency: int,
+    block_interval_ms: int,
+    as_json: bool,
+) -> None:
+    """Start a fresh local network, load it with native transfers, report the figures."""
+    from civicledger.bench import run_bench
+
+    try:
+        result = run_bench(
+            transactions=transactions,
+            senders=senders,
+            rate=rate,
+            concurrency=concurrency,
+            block_interval_ms=block_interval_ms,
+        )
+    except RuntimeError as exc:
+        raise CliError(str(exc)) from None
+    if as_json:
+        click.echo(json.dumps(result.to_json(), indent=2))
+        return
+    table = Table(title=f"civic bench: {result.validators} validator(s), native transfers")
+    table.add_column("measure")
+    table.add_column("value", justify="right")
+    rows = [
+        (
+            "transactions submitted / committed / rejected",
+            f"{result.transactions} / {result.committed} / {result.rejected}",
+        ),
+        ("committed tx/s", f"{result.committed_tps:,.0f}"),
+        ("submitted tx/s (load generator)", f"{result.submit_tps:,.0f}"),
+        (
+            "latency submit→commit p50 / p95 / p99 (ms)",
+            f"{result.latency_ms['p50']:.0f} / {result.latency_ms['p95']:.0f} / "
+            f"{result.latency_ms['p99']:.0f}",
+        ),
+        ("blocks, mean txs per block", f"{result.blocks}, {result.mean_block_txs:.0f}"),
+        ("mean block interval (ms)", f"{result.mean_block_interval_ms:.0f}"),
+        (
+            "node CPU % (of one core), RSS MB",
+            f"{result.node_cpu_percent:.0f}, {result.node_rss_mb:.0f}",
+        ),
+        ("Ed25519 verify/s, one core (PyNaCl)", f"{result.ed25519_verify_per_s_core:,.0f}"),
+        (f"verify limit, {result.cores} cores", f"{result.ed25519_verify_per_s_machine:,.0f}"),
+        ("committed tx/s ÷ verify limit", f"{result.ratio_of_verify_limit:.1%}"),
+    ]
+    for name, value in rows:
+        table.add_row(name, value)
+    Console().print(table)
+    for note in result.notes:
+        click.echo(f"note: {note}")
