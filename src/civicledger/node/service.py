@@ -16,6 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import uvicorn
+import uvloop
 
 from civicledger.api.app import create_app
 from civicledger.chain.genesis import load_genesis
@@ -133,6 +134,7 @@ def run_node(config_path: Path) -> None:
         config.api.port,
     )
     try:
-        asyncio.run(serve(node, config))
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+            runner.run(serve(node, config))
     finally:
         node.close()

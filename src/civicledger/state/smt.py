@@ -337,7 +337,8 @@ class SparseMerkleTree:
         old = values.get(path)
         values[path] = value  # an existing entry keeps its key object, the tree's leaf
         if old is not None:
-            pass
+            if old != value:
+                self._touch(path)
             return
         node = self._root
         if not isinstance(node, _Node):
