@@ -4,10 +4,11 @@
 
 Phases:
 
-1. build: ``SparseMerkleTree.from_items`` over a pre-generated list of ``--keys`` pairs
-   (root included; the build hashes as it goes);
-2. memory: the same build again under ``tracemalloc`` from a generator, so the figure is
-   what the tree itself retains (paths, values, nodes, dict), plus the process RSS;
+1. memory: the growth of the process RSS while ``SparseMerkleTree.from_items`` builds
+   ``--keys`` pairs from a generator, then the same build under ``tracemalloc`` (what the
+   tree itself retains: paths, values, nodes, the dict);
+2. build time: ``from_items`` over a list of the pairs made beforehand (root included;
+   the build hashes as it goes);
 3. batches of ``--batch`` changes (80% overwrite, 10% insert, 10% delete), each followed
    by ``root()``: wall time per changed key, and SHA-256 calls per changed key;
 4. single operations at that size: get, set + root, prove, verify.
@@ -94,28 +95,12 @@ def main() -> None:
     n = args.keys
     print(f"python {sys.version.split()[0]}, {n:,} keys, {args.value_size}-byte values")
 
-    # 1. build
-    pairs = list(items(n, args.value_size))
+    # 1. memory: RSS growth for a build from a generator, then what tracemalloc sees.
+    rss0 = rss_mib()
+    tree = SparseMerkleTree.from_items(items(n, args.value_size))
     gc.collect()
-    t0 = time.perf_counter()
-    tree = SparseMerkleTree.from_items(pairs)
-    t1 = time.perf_counter()
+    print(f"RSS growth for the tree: {rss_mib() - rss0:.0f} MiB ({rss0:.0f} MiB before)")
     root = tree.root()
-    t2 = time.perf_counter()
-    print(
-        f"from_items: {t1 - t0:.2f} s ({(t1 - t0) / n * 1e6:.2f} µs/key); root() after: "
-        f"{(t2 - t1) * 1e6:.0f} µs; root {root.hex()[:16]}…"
-    )
-    s = shape(tree)
-    print(
-        f"shape: {s['internal']:,} internal nodes ({s['unary']:,} with an empty side), "
-        f"leaf depth mean {s['mean_depth']:.1f} max {s['max_depth']}"
-    )
-    del pairs
-    gc.collect()
-    print(f"RSS with the tree built (after dropping the input list): {rss_mib():.0f} MiB")
-
-    # 2. memory held by the tree alone
     if not args.no_memory:
         del tree
         gc.collect()
@@ -130,6 +115,27 @@ def main() -> None:
             f"tracemalloc: the tree holds {held / 2**20:.0f} MiB "
             f"({held / n:.0f} bytes/key, values included)"
         )
+    del tree
+    gc.collect()
+
+    # 2. build time, from a list made beforehand
+    pairs = list(items(n, args.value_size))
+    gc.collect()
+    t0 = time.perf_counter()
+    tree = SparseMerkleTree.from_items(pairs)
+    t1 = time.perf_counter()
+    assert tree.root() == root
+    print(
+        f"from_items: {t1 - t0:.2f} s ({(t1 - t0) / n * 1e6:.2f} µs/key), root included: "
+        f"{root.hex()[:16]}…"
+    )
+    s = shape(tree)
+    print(
+        f"shape: {s['internal']:,} internal nodes ({s['unary']:,} with an empty side), "
+        f"leaf depth mean {s['mean_depth']:.1f} max {s['max_depth']}"
+    )
+    del pairs
+    gc.collect()
 
     # 3. batches
     rng = random.Random(7)
@@ -212,7 +218,7 @@ def main() -> None:
         f"verify {t_verify * 1e6:.0f} µs; siblings per proof mean {statistics.mean(sizes):.1f} "
         f"max {max(sizes)}"
     )
-    print(f"peak RSS {rss_mib():.0f} MiB now")
+    print(f"RSS now {rss_mib():.0f} MiB")
 
 
 if __name__ == "__main__":

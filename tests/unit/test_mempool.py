@@ -297,9 +297,7 @@ def test_reap_takes_each_senders_run_in_nonce_order(
     assert pool.reap(100, 10**9) == [a0, a1, a2, b0]
 
 
-def test_reap_stops_at_a_gap(
-    pool: Mempool, mint: Callable[..., Transaction], bob: KeyPair
-) -> None:
+def test_reap_stops_at_a_gap(pool: Mempool, mint: Callable[..., Transaction], bob: KeyPair) -> None:
     a0, a2 = mint(0), mint(2)
     b0 = mint(0, key=bob)
     for tx in (a0, a2, b0):

@@ -143,13 +143,21 @@ HAND_WRITTEN: list[tuple[str, Any, str]] = [
     ("map, empty", {}, "08 00"),
     ("map {a: 1}", {"a": 1}, "08 01 060161 030101"),
     ("map {'': null} (empty key)", {"": None}, "08 01 0600 00"),
-    ("map written {b: 1, a: 2}: keys sorted", {"b": 1, "a": 2}, "08 02 060161 030102 060162 030101"),
+    (
+        "map written {b: 1, a: 2}: keys sorted",
+        {"b": 1, "a": 2},
+        "08 02 060161 030102 060162 030101",
+    ),
     (
         "map {b, ab, a}: a prefix sorts first",
         {"b": 3, "ab": 2, "a": 1},
         "08 03 060161 030101 06026162 030102 060162 030103",
     ),
-    ("map {a, Z}: upper case before lower case", {"a": 2, "Z": 1}, "08 02 06015a 030101 060161 030102"),
+    (
+        "map {a, Z}: upper case before lower case",
+        {"a": 2, "Z": 1},
+        "08 02 06015a 030101 060161 030102",
+    ),
     (
         "map {😀, U+FFFF}: UTF-8 byte order, not UTF-16 order",
         {"😀": 2, "\uffff": 1},

@@ -44,7 +44,8 @@ to_json = _enc.to_json
 RFC8032_SEED = "9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60"
 RFC8032_PUBLIC_KEY = "d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a"
 RFC8032_SIGNATURE = (
-    "e5564300c360ac729086e2cc806e828a84877f1eb8e5d974d873e065224901555fb8821590a33bacc61e39701cf9b46bd25bf5f0595bbe24655141438e7a100b"
+    "e5564300c360ac729086e2cc806e828a84877f1eb8e5d974d873e06522490155"
+    "5fb8821590a33bacc61e39701cf9b46bd25bf5f0595bbe24655141438e7a100b"
 )
 
 
@@ -206,13 +207,26 @@ def _invalid(first: dict[str, Any]) -> list[dict[str, Any]]:
     flipped_sig[-1] ^= 0x01
     cases: list[tuple[str, str, bytes]] = [
         ("signature: last byte flipped", "invalid_signature", bytes(flipped_sig)),
-        ("signature: amount changed after signing", "invalid_signature", with_item(5, {
-            "to": base_fields["args"]["to"], "amount": 251})),
-        ("signature: chain id changed after signing", "invalid_signature", with_item(0, "civic-main")),
-        ("signature: signed by another key", "invalid_signature", with_item(
-            8, sign(seed_of(2), DOMAIN_TX_SIGN + cle_encode(items[:8])))),
-        ("signature: signed without the domain tag", "invalid_signature", with_item(
-            8, sign(seed, cle_encode(items[:8])))),
+        (
+            "signature: amount changed after signing",
+            "invalid_signature",
+            with_item(5, {"to": base_fields["args"]["to"], "amount": 251}),
+        ),
+        (
+            "signature: chain id changed after signing",
+            "invalid_signature",
+            with_item(0, "civic-main"),
+        ),
+        (
+            "signature: signed by another key",
+            "invalid_signature",
+            with_item(8, sign(seed_of(2), DOMAIN_TX_SIGN + cle_encode(items[:8]))),
+        ),
+        (
+            "signature: signed without the domain tag",
+            "invalid_signature",
+            with_item(8, sign(seed, cle_encode(items[:8]))),
+        ),
         ("shape: 8 items", "malformed", cle_encode(items[:8])),
         ("shape: 10 items", "malformed", cle_encode([*items, None])),
         ("shape: a map, not a list", "malformed", cle_encode({"chain_id": "civic-test"})),
@@ -260,7 +274,9 @@ def build() -> dict[str, Any]:
         ("seed 00 01 .. 1f", bytes(range(32))),
     ]:
         pk = public_key(seed)
-        keys.append({"name": name, "seed": seed.hex(), "public_key": pk.hex(), "address": address(pk).hex()})
+        keys.append(
+            {"name": name, "seed": seed.hex(), "public_key": pk.hex(), "address": address(pk).hex()}
+        )
     transactions = [
         {"name": name, **signed_transaction(seed, fields)} for name, seed, fields in _transactions()
     ]

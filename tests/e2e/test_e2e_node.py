@@ -1,0 +1,224 @@
+"""End-to-end: a real node process under load, killed, restarted, tampered with."""
+
+from __future__ import annotations
+
+import json
+import random
+import signal
+import sqlite3
+import threading
+
+import httpx
+import pytest
+
+from civicledger.chain.transaction import make_transaction
+from civicledger.crypto.keys import KeyPair
+from civicledger.node.localnet import LOCALNET_CHAIN_ID
+from tests.e2e.harness import LocalNetwork, civic, wait_until
+
+pytestmark = pytest.mark.slow
+
+SEED = 20261125
+
+
+def _load(net: LocalNetwork, senders: list[KeyPair], stop: threading.Event) -> None:
+    """Submit transfers flat out until ``stop`` or until the node goes away."""
+    recipient = KeyPair.from_seed(b"r" * 32).address
+    with httpx.Client(base_url=net.url, timeout=5) as http:
+        try:
+            nonces = {
+                k: int(http.get(f"/v1/accounts/{k.address.hex()}").json()["nonce"]) for k in senders
+            }
+            while not stop.is_set():
+                for key in senders:
+                    tx = make_transaction(
+                        key,
+                        chain_id=LOCALNET_CHAIN_ID,
+                        nonce=nonces[key],
+                        contract="accounts",
+                        method="transfer",
+                        args={"to": recipient, "amount": 1},
+                    )
+                    response = http.post(
+                        "/v1/transactions",
+                        content=tx.encoded,
+                        headers={"content-type": "application/octet-stream"},
+                    )
+                    if response.status_code == 202:
+                        nonces[key] += 1
+        except httpx.HTTPError:
+            return  # the node was killed
+
+
+def _committed_tx_ids(net: LocalNetwork, upto: int) -> dict[str, int]:
+    found: dict[str, int] = {}
+    for height in range(1, upto + 1):
+        block = httpx.get(f"{net.url}/v1/blocks/{height}?tx_ids=true", timeout=5).json()
+        for tx_id in block["tx_ids"]:
+            found[tx_id] = height
+    return found
+
+
+def test_sigkill_under_load_loses_no_acknowledged_transaction(tmp_path):
+    rng = random.Random(SEED)
+    senders = [KeyPair.from_seed(bytes([i + 1]) * 32) for i in range(6)]
+    net = LocalNetwork(tmp_path, funded=senders, block_interval_ms=50)
+    net.start()
+    acknowledged: dict[str, int] = {}
+    try:
+        for _ in range(4):
+            stop = threading.Event()
+            loader = threading.Thread(target=_load, args=(net, senders, stop), daemon=True)
+            loader.start()
+            target = net.height() + rng.randint(3, 8)
+            wait_until(lambda t=target: net.height() >= t, timeout=60, what="blocks under load")
+            # What a client has seen committed is acknowledged; then kill mid-commit.
+            acknowledged.update(_committed_tx_ids(net, net.height()))
+            net.kill(signal.SIGKILL)
+            stop.set()
+            loader.join(timeout=30)
+            seen_height = max(acknowledged.values(), default=0)
+            net.start()
+            # Every acknowledged transaction is still there, in the same block.
+            assert net.height() >= seen_height
+            after = _committed_tx_ids(net, seen_height)
+            missing = {t: h for t, h in acknowledged.items() if after.get(t) != h}
+            assert not missing, f"{len(missing)} acknowledged transactions lost"
+    finally:
+        net.stop()
+    assert len(acknowledged) > 50, "the load did not commit enough to test anything"
+    result = civic("verify", "--config", str(net.config))
+    assert result.returncode == 0, result.stderr
+    assert "OK:" in result.stdout
+
+
+def test_tampered_chain_is_named_by_verify_and_refused_by_the_node(tmp_path):
+    sender = KeyPair.from_seed(b"t" * 32)
+    net = LocalNetwork(tmp_path, funded=[sender])
+    net.start()
+    try:
+        for nonce in range(3):
+            tx = make_transaction(
+                sender,
+                chain_id=LOCALNET_CHAIN_ID,
+                nonce=nonce,
+                contract="accounts",
+                method="transfer",
+                args={"to": sender.address, "amount": 1},
+            )
+            tx_id = httpx.post(
+                f"{net.url}/v1/transactions",
+                content=tx.encoded,
+                headers={"content-type": "application/octet-stream"},
+            ).json()["tx_id"]
+            got = httpx.get(f"{net.url}/v1/transactions/{tx_id}/wait?timeout=30", timeout=40)
+            assert got.json()["status"] == "committed"
+        height = got.json()["height"]
+    finally:
+        net.stop()
+    assert civic("verify", "--config", str(net.config)).returncode == 0
+
+    db = sqlite3.connect(net.home / "data" / "chain.db")
+    (raw,) = db.execute("SELECT raw FROM txs WHERE height = ?", (height,)).fetchone()
+    flipped = bytearray(raw)
+    flipped[len(flipped) // 2] ^= 0x01
+    db.execute("UPDATE txs SET raw = ? WHERE height = ?", (bytes(flipped), height))
+    db.commit()
+    db.close()
+
+    result = civic("verify", "--config", str(net.config))
+    assert result.returncode == 1
+    assert f"FAILED at block {height}" in result.stderr
+
+    started = civic("node", "start", "--config", str(net.config), env=net.env, timeout=60)
+    assert started.returncode == 1
+    assert "refusing to start" in started.stderr
+    assert f"block {height}" in started.stderr
+
+
+def test_cli_tour_with_offline_receipt(tmp_path):
+    net = LocalNetwork(tmp_path)
+    net.start()
+    env = {**net.env, "CIVIC_SCRYPT_N": "1024"}
+    try:
+        civic("keys", "new", "alice", env=env, check=True)
+        alice = json.loads(civic("keys", "export-public", "alice", env=env, check=True).stdout)
+        minted = civic(
+            "account",
+            "mint",
+            "--key",
+            "issuer",
+            "--to",
+            alice["address"],
+            "--amount",
+            "100",
+            env=env,
+            check=True,
+        )
+        assert minted.stdout.startswith("committed ")
+        balance = civic("account", "balance", alice["address"], env=env, check=True)
+        assert "balance 100" in balance.stdout
+
+        v1 = tmp_path / "decree.txt"
+        v1.write_text("Decree 17, first text\n")
+        v2 = tmp_path / "decree-v2.txt"
+        v2.write_text("Decree 17, corrected\n")
+        registered = civic(
+            "doc",
+            "register",
+            str(v1),
+            "--id",
+            "decree-17",
+            "--title",
+            "Decree 17",
+            "--key",
+            "alice",
+            env=env,
+            check=True,
+        )
+        tx_id = registered.stdout.split()[1]
+        civic(
+            "doc",
+            "update",
+            str(v2),
+            "--id",
+            "decree-17",
+            "--note",
+            "typo",
+            "--key",
+            "alice",
+            env=env,
+            check=True,
+        )
+        old = civic("doc", "verify", str(v1), env=env)
+        assert old.returncode == 1 and "SUPERSEDED" in old.stderr
+        new = civic("doc", "verify", str(v2), env=env)
+        assert new.returncode == 0 and "CURRENT" in new.stdout
+
+        poor = civic(
+            "account",
+            "transfer",
+            "--to",
+            "00" * 20,
+            "--amount",
+            "1000",
+            "--key",
+            "alice",
+            env=env,
+        )
+        assert poor.returncode == 1 and "insufficient_funds" in poor.stderr
+
+        saved = tmp_path / "receipt.json"
+        civic("receipt", "get", tx_id, "-o", str(saved), env=env, check=True)
+    finally:
+        net.stop()
+
+    # Offline: the node is stopped.
+    genesis = str(net.home / "genesis.json")
+    ok = civic("receipt", "verify", str(saved), "--genesis", genesis)
+    assert ok.returncode == 0 and ok.stdout.startswith("VALID"), ok.stderr
+    proof = json.loads(saved.read_text())
+    proof["header"] = proof["header"][:-2] + ("00" if proof["header"][-2:] != "00" else "01")
+    saved.write_text(json.dumps(proof))
+    bad = civic("receipt", "verify", str(saved), "--genesis", genesis)
+    assert bad.returncode == 1 and "INVALID" in bad.stderr
