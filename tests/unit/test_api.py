@@ -284,12 +284,6 @@ def test_bad_reads(client: TestClient, node: Node, path: str, status: int, code:
         assert_error(client.get(path), status, code)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="api/app.py get_block: a height beyond SQLite's 64-bit range reaches "
-    "BlockStore.get_block and raises OverflowError -> 500; refuse heights > 2**63-1 "
-    "(e.g. Path(ge=0, le=2**63-1) or raise NotFound) before querying the store",
-)
 @pytest.mark.parametrize("height", ["9223372036854775808", "1" + "0" * 30])
 def test_huge_heights_are_refused_cleanly(node: Node, height: str) -> None:
     with TestClient(create_app(node), raise_server_exceptions=False) as client:
@@ -531,15 +525,6 @@ def test_body_at_the_limit_is_read(client: TestClient, node: Node) -> None:
         assert_error(small.post("/v1/transactions", content=b"0" * 100), 400, "malformed")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="api/app.py: for /v1/query FastAPI reads the body itself and turns the "
-    "middleware's _BodyTooLarge into HTTPException(400, 'There was an error parsing the "
-    "body'), answered as {'detail': ...}; a streamed oversized query gets 400 instead of "
-    "413 body_too_large. Make _BodyTooLarge answer 413 even when raised under FastAPI's body "
-    "parsing (e.g. read and buffer the body in the middleware, or an HTTPException(413) "
-    "handler in the error envelope)",
-)
 def test_oversized_streamed_query(client: TestClient, node: Node) -> None:
     with nothing_stored(client, node):
         response = client.post(
@@ -672,13 +657,6 @@ def test_query_that_is_not_json(client: TestClient, node: Node) -> None:
         assert_error(response, 400, "bad_request")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="api/app.py registers no handler for Starlette's HTTPException, so unknown routes "
-    "(404) and wrong methods (405) answer {'detail': ...} instead of the documented "
-    "{'error': {'code', 'message'}}; add an exception handler for "
-    "starlette.exceptions.HTTPException that uses error_response",
-)
 @pytest.mark.parametrize(("method", "path"), [("GET", "/v1/nope"), ("DELETE", "/v1/query")])
 def test_unknown_routes_use_the_error_envelope(client: TestClient, method: str, path: str) -> None:
     response = client.request(method, path)

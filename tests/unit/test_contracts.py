@@ -196,12 +196,6 @@ def test_transfer_to_self_keeps_the_balance(chain: Chain, alice: KeyPair) -> Non
     assert chain.balance(alice) == 10
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="contracts/system/accounts.py transfer() returns `balance - amount` (read before "
-    "crediting), so a transfer to oneself reports a new balance of 6 while it stays 10; "
-    "return the sender's balance re-read after _credit",
-)
 def test_transfer_to_self_returns_the_real_new_balance(chain: Chain, alice: KeyPair) -> None:
     chain.call(alice, "accounts", "mint", {"to": alice.address, "amount": 10})
     receipt, _ = chain.call(alice, "accounts", "transfer", {"to": alice.address, "amount": 4})

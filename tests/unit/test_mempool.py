@@ -155,12 +155,6 @@ def test_nonce_gap(make_pool: Callable[..., Mempool], mint: Callable[..., Transa
     assert len(pool) == 1
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="mempool/pool.py admit(): `tx.nonce >= expected + max_nonce_gap` refuses a nonce "
-    "exactly max_nonce_gap ahead, although MempoolLimits documents 'at most this many nonces "
-    "ahead' and the error says 'more than N ahead'; use `>` (or fix doc and message)",
-)
 def test_nonce_exactly_max_gap_ahead_is_admitted_as_documented(
     make_pool: Callable[..., Mempool], mint: Callable[..., Transaction]
 ) -> None:

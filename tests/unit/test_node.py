@@ -357,13 +357,6 @@ def test_a_proof_with_a_missing_or_non_hex_field_is_refused(
         ReceiptProof.from_json({**saved, "format": "something/else"})
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="chain/proof.py ReceiptProof.from_json ignores the 'tx_id', 'height' and 'status' "
-    "fields of the saved proof, so a proof can claim another transaction, height or outcome "
-    "than the one it proves; check them against transaction.tx_id, header.height and "
-    "receipt.ok (raise DecodeError/InvalidProof on mismatch)",
-)
 @pytest.mark.parametrize("field", ["tx_id", "height", "status"])
 def test_the_summary_fields_of_a_saved_proof_are_checked(
     node: Node, mixed_block: tuple[Block, list[Transaction]], field: str
@@ -487,13 +480,6 @@ def test_an_altered_receipt_is_caught(db: Db, closed_chain: Callable[[], Node]) 
         assert_refused(closed_chain, "block 2", "receipts root")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="node/node.py Node._check_body: decode_receipt(row.receipt) (and decode_transaction) "
-    "are not wrapped, so a stored receipt altered into undecodable bytes (e.g. first byte "
-    "0x07 -> 0x06) makes Node() raise DecodeError instead of CorruptionError('block N: ...'); "
-    "catch LedgerError there and raise CorruptionError naming the block and index",
-)
 def test_every_altered_byte_of_a_stored_receipt_is_caught(
     db: Db, closed_chain: Callable[[], Node]
 ) -> None:

@@ -14,6 +14,7 @@ from typing import Any
 from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -33,6 +34,7 @@ MAX_BODY_BYTES = 256 * 1024
 MAX_WAITERS = 10_000
 MAX_WAIT_SECONDS = 60.0
 MAX_BLOCK_LIST = 100
+MAX_HEIGHT = 2**63 - 1
 
 
 class BodyLimitMiddleware:
@@ -55,29 +57,38 @@ class BodyLimitMiddleware:
                 if declared > self.limit:
                     await self._too_large(scope, receive, send)
                     return
+        # Read the whole body first (up to the limit), then replay it to the app: the
+        # limit then holds whatever the app does with a failing receive().
+        chunks: list[bytes] = []
         received = 0
-
-        async def limited_receive() -> Message:
-            nonlocal received
+        while True:
             message = await receive()
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > self.limit:
-                    raise _BodyTooLarge
-            return message
+            if message["type"] != "http.request":
+                await self.app(scope, receive, send)  # disconnected: let the app see it
+                return
+            chunk = message.get("body", b"")
+            received += len(chunk)
+            if received > self.limit:
+                await self._too_large(scope, receive, send)
+                return
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        body = b"".join(chunks)
+        replayed = False
 
-        try:
-            await self.app(scope, limited_receive, send)
-        except _BodyTooLarge:
-            await self._too_large(scope, receive, send)
+        async def replay() -> Message:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)
 
     async def _too_large(self, scope: Scope, receive: Receive, send: Send) -> None:
         response = error_response(413, "body_too_large", f"request body exceeds {self.limit} bytes")
         await response(scope, receive, send)
-
-
-class _BodyTooLarge(Exception):
-    pass
 
 
 class SubmitRequest(BaseModel):
@@ -142,6 +153,11 @@ def create_app(node: Node, *, max_body_bytes: int = MAX_BODY_BYTES) -> FastAPI:
             waiters.on_committed(tx.tx_id, block.header.height)
 
     node.on_commit.append(on_commit)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error_handler(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        return error_response(exc.status_code, code, str(exc.detail))
 
     @app.exception_handler(RequestValidationError)
     async def validation_handler(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -297,8 +313,8 @@ def create_app(node: Node, *, max_body_bytes: int = MAX_BODY_BYTES) -> FastAPI:
     @app.get("/v1/blocks/{height}", tags=["blocks"])
     async def get_block(height: int, txs: bool = False, tx_ids: bool = False) -> dict[str, Any]:
         """Block ``height``; ``txs`` adds transactions with receipts, ``tx_ids`` just ids."""
-        if height < 0:
-            raise NotFound("heights start at 0")
+        if not 0 <= height <= MAX_HEIGHT:
+            raise NotFound(f"heights run from 0 to {MAX_HEIGHT}")
         return _block_json(height, txs, tx_ids)
 
     @app.get("/v1/accounts/{address}", tags=["accounts"])

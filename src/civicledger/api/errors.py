@@ -47,6 +47,8 @@ def http_status_of(exc: LedgerError) -> int:
         return 413
     if isinstance(exc, ContractError) and exc.code == "not_found":
         return 404
+    if exc.code == "busy":
+        return 503
     for cls, status in STATUS_BY_ERROR:
         if isinstance(exc, cls):
             return status

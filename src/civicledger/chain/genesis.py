@@ -111,6 +111,11 @@ class Genesis:
                 (Address(parse_hex(b["address"], what="address", size=20)), int(b["amount"]))
                 for b in obj.get("balances", [])
             )
+            addresses = [a for a, _ in balances]
+            if len(set(addresses)) != len(addresses):
+                raise DecodeError("genesis balances name an address twice")
+            if any(not 0 < n < 2**128 for _, n in balances):
+                raise DecodeError("genesis balances must be between 1 and 2**128 - 1")
             params = ConsensusParams(**obj.get("params", {}))
             return cls(chain_id, int(obj["genesis_time_ms"]), validators, issuers, balances, params)
         except (KeyError, TypeError, ValueError) as exc:

@@ -64,7 +64,7 @@ class ReceiptProof:
         def value(name: str) -> Value:
             return decode(field(name))
 
-        return cls(
+        proof = cls(
             transaction=decode_transaction(field("transaction")),
             receipt=decode_receipt(field("receipt")),
             tx_proof=InclusionProof.from_value(value("tx_proof")),
@@ -73,6 +73,14 @@ class ReceiptProof:
             commit=Commit.from_value(value("commit")),
             validators=ValidatorSet.from_value(value("validators")),
         )
+        # The readable summary fields must say what the proven objects say.
+        if obj.get("tx_id") != proof.transaction.tx_id.hex():
+            raise DecodeError("the proof's tx_id is not the id of its transaction")
+        if obj.get("height") != proof.header.height:
+            raise DecodeError("the proof's height is not the height of its header")
+        if obj.get("status") != ("ok" if proof.receipt.ok else "failed"):
+            raise DecodeError("the proof's status is not the status of its receipt")
+        return proof
 
 
 def verify_receipt_proof(

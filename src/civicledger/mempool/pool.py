@@ -103,7 +103,7 @@ class Mempool:
                 f"nonce {tx.nonce} was already used; the sender's next nonce is {expected}",
                 code="nonce_too_low",
             )
-        if tx.nonce >= expected + self.limits.max_nonce_gap:
+        if tx.nonce > expected + self.limits.max_nonce_gap:
             raise InvalidTransaction(
                 f"nonce {tx.nonce} is more than {self.limits.max_nonce_gap} ahead of the "
                 f"sender's next nonce {expected}",

@@ -172,11 +172,23 @@ class Node:
             # Each transaction is stored under its own hash.
             if sha256(row.raw) != row.tx_id:
                 raise CorruptionError(f"block {height}: transaction {row.index} was altered")
-            txs.append(decode_transaction(row.raw))
+            try:
+                txs.append(decode_transaction(row.raw))
+            except LedgerError as exc:
+                raise CorruptionError(
+                    f"block {height}: transaction {row.index} unreadable: {exc.message}"
+                ) from None
         # The transactions and receipts are the ones the header commits to.
         if compute_tx_root(txs) != header.tx_root:
             raise CorruptionError(f"block {height}: transactions do not match the tx root")
-        receipts = [decode_receipt(row.receipt) for row in rows]
+        receipts = []
+        for row in rows:
+            try:
+                receipts.append(decode_receipt(row.receipt))
+            except LedgerError as exc:
+                raise CorruptionError(
+                    f"block {height}: receipt {row.index} unreadable: {exc.message}"
+                ) from None
         if compute_receipts_root(receipts) != header.receipts_root:
             raise CorruptionError(f"block {height}: receipts do not match the receipts root")
         # The block was finalised by its validators.

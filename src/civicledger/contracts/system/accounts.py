@@ -67,9 +67,9 @@ class Accounts(Contract):
             code="insufficient_funds",
         )
         ctx.set(_balance_key(ctx.sender), balance - amount)
-        self._credit(ctx, to, amount)
+        credited = self._credit(ctx, to, amount)
         ctx.emit("Transferred", sender=ctx.sender, to=to, amount=amount)
-        return balance - amount
+        return credited if to == ctx.sender else balance - amount
 
     @call
     def burn(self, ctx: Context, args: Args) -> Value:
