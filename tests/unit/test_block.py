@@ -237,6 +237,14 @@ def test_vectors_invalid_receipt_proofs() -> None:
             verify_receipt_proof(proof, trusted_validators=trusted)
 
 
+def test_vectors_malformed_receipt_proofs() -> None:
+    cases = _vectors()["malformed_receipt_proofs"]
+    assert len(cases) >= 5
+    for case in cases:
+        with pytest.raises(DecodeError):
+            ReceiptProof.from_json(case["proof"])
+
+
 def test_vectors_tree_size_is_not_pinned_by_the_header() -> None:
     # Documented limitation (docs/spec/receipts.md): leaf 0 of the 3-leaf tree also
     # verifies as leaf 0 of 4; verify_receipt_proof accepts the proof's tree_size as given.

@@ -434,7 +434,11 @@ def build() -> dict[str, Any]:
     later_header[3] += 1
     invalid_proofs = [
         ("the receipt of another transaction", {"receipt": proofs[1]["receipt"]}, None),
-        ("receipt status changed to failed", {"receipt": cle_encode(bad_status).hex()}, None),
+        (
+            "receipt status changed to failed",
+            {"receipt": cle_encode(bad_status).hex(), "status": "failed"},
+            None,
+        ),
         (
             "transaction and receipt proofs for different positions",
             {"tx_proof": cle_encode([1, 3, merkle_path(1, tx_leaves)]).hex()},
@@ -466,6 +470,16 @@ def build() -> dict[str, Any]:
         ),
         ("transaction for another chain", _other_chain_tx(receipts[0]), None),
         ("valid, but signed by a validator set the verifier does not trust", {}, single),
+    ]
+    failed = proofs[2]
+    summary_mismatches = [
+        ("summary status says ok, the receipt failed", {**failed, "status": "ok"}),
+        ("summary tx_id of another transaction", {**failed, "tx_id": proofs[0]["tx_id"]}),
+        ("summary height 2, the header is at 1", {**failed, "height": 2}),
+        ("summary height missing", {k: v for k, v in failed.items() if k != "height"}),
+        ("format of another kind of file", {**failed, "format": "civic-ledger/other/v1"}),
+        ("a field that is not hex", {**failed, "commit": "zz"}),
+        ("a field missing", {k: v for k, v in failed.items() if k != "validators"}),
     ]
     tree_size_not_pinned = {
         **base,
@@ -539,6 +553,9 @@ def build() -> dict[str, Any]:
             }
             for reason, changes, vs in invalid_proofs
         ],
+        "malformed_receipt_proofs": [
+            {"reason": reason, "proof": proof} for reason, proof in summary_mismatches
+        ],
         "tree_size_not_pinned": tree_size_not_pinned,
     }
 
@@ -590,7 +607,7 @@ def _untagged_commit(hash_: bytes) -> list[Any]:
     return [1, 0, hash_, sigs]
 
 
-def _other_chain_tx(receipt: list[Any]) -> dict[str, str]:
+def _other_chain_tx(receipt: list[Any]) -> dict[str, Any]:
     """A transaction for another chain, with a receipt naming it (the rest unchanged)."""
     tx = _txs.signed_transaction(
         seed_of(2),
@@ -603,6 +620,7 @@ def _other_chain_tx(receipt: list[Any]) -> dict[str, str]:
         ),
     )
     return {
+        "tx_id": tx["tx_id"],
         "transaction": tx["encoded"],
         "receipt": cle_encode([bytes.fromhex(tx["tx_id"]), *receipt[1:]]).hex(),
     }

@@ -227,9 +227,12 @@ def decode_header(data: bytes) -> Header:
     return Header.from_value(decode(data))
 
 
-def vote_signing_bytes(chain_id: str, height: int, round_: int, block_hash: Hash32) -> bytes:
-    """What a validator signs to commit ``block_hash`` at ``(height, round)``."""
-    return DOMAIN_VOTE_SIGN + encode([chain_id, PRECOMMIT, height, round_, block_hash])
+def vote_signing_bytes(
+    chain_id: str, height: int, round_: int, block_hash: bytes, vote_type: str = PRECOMMIT
+) -> bytes:
+    """What a validator signs to vote ``vote_type`` for ``block_hash`` (empty: nil) at
+    ``(height, round)``; a commit holds precommits."""
+    return DOMAIN_VOTE_SIGN + encode([chain_id, vote_type, height, round_, block_hash])
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,8 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from civicledger.chain.block import Block, decode_block
-from civicledger.crypto.hashing import DOMAIN_VOTE_SIGN
+from civicledger.chain.block import PRECOMMIT, Block, decode_block, vote_signing_bytes
 from civicledger.crypto.keys import KeyPair, is_valid_signature
 from civicledger.encoding import Value, encode
 from civicledger.errors import DecodeError
@@ -31,17 +30,10 @@ __all__ = [
 ]
 
 PREVOTE = "prevote"
-PRECOMMIT = "precommit"
 #: The block hash of a nil vote.
 NIL = Hash32(b"")
 DOMAIN_PROPOSAL_SIGN = b"civic-ledger/proposal/v1\x00"
 MAX_ROUND = 2**31
-
-
-def vote_signing_bytes(
-    chain_id: str, vote_type: str, height: int, round_: int, block_hash: bytes
-) -> bytes:
-    return DOMAIN_VOTE_SIGN + encode([chain_id, vote_type, height, round_, block_hash])
 
 
 def proposal_signing_bytes(
@@ -83,11 +75,11 @@ class Vote:
         round_: int,
         block_hash: bytes,
     ) -> Vote:
-        message = vote_signing_bytes(chain_id, vote_type, height, round_, block_hash)
+        message = vote_signing_bytes(chain_id, height, round_, block_hash, vote_type)
         return cls(vote_type, height, round_, Hash32(block_hash), key.public_key, key.sign(message))
 
     def is_signature_valid(self, chain_id: str) -> bool:
-        message = vote_signing_bytes(chain_id, self.type, self.height, self.round, self.block_hash)
+        message = vote_signing_bytes(chain_id, self.height, self.round, self.block_hash, self.type)
         return is_valid_signature(self.validator, message, self.signature)
 
     def to_value(self) -> list[Value]:

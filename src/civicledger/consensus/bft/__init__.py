@@ -1,0 +1,1 @@
+"""The Tendermint BFT consensus engine (Proof of Authority)."""
