@@ -1,0 +1,1 @@
+"""Peer-to-peer networking: authenticated encrypted links, gossip, block sync."""
