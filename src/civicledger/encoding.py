@@ -67,6 +67,7 @@ def _encode_into(value: Value, out: bytearray, depth: int) -> None:
         _encode_uvarint(len(raw), out)
         out += raw
     elif isinstance(value, bytes | bytearray | memoryview):
+        value = bytes(value)  # a memoryview's len() counts items, not bytes
         out.append(TAG_BYTES)
         _encode_uvarint(len(value), out)
         out += value
@@ -88,7 +89,10 @@ def _encode_into(value: Value, out: bytearray, depth: int) -> None:
         for key, item in value.items():
             if not isinstance(key, str):
                 raise EncodeError(f"map keys must be strings, got {type(key).__name__}")
-            entries.append((key.encode("utf-8"), item))
+            try:
+                entries.append((key.encode("utf-8"), item))
+            except UnicodeEncodeError as exc:
+                raise EncodeError(f"map key is not valid Unicode: {exc.reason}") from None
         entries.sort(key=lambda entry: entry[0])
         out.append(TAG_MAP)
         _encode_uvarint(len(entries), out)

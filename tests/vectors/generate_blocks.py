@@ -197,7 +197,13 @@ GENESIS_JSON: dict[str, Any] = {
 
 
 def genesis_state() -> dict[bytes, bytes]:
-    state: dict[bytes, bytes] = {}
+    # The validator set is state too: [[public_key, power], ...] sorted by key.
+    validators = sorted(
+        (bytes.fromhex(v["public_key"]), v["power"]) for v in GENESIS_JSON["validators"]
+    )
+    state: dict[bytes, bytes] = {b"$sys/validators": cle_encode([[k, p] for k, p in validators])}
+    if GENESIS_JSON.get("nodes"):
+        state[b"$sys/nodes"] = cle_encode(sorted(bytes.fromhex(k) for k in GENESIS_JSON["nodes"]))
     for issuer in GENESIS_JSON["issuers"]:
         state[f"accounts/issuer/{issuer}".encode()] = cle_encode(True)
     supply = 0

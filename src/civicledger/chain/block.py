@@ -115,7 +115,10 @@ class ValidatorSet:
                     _int(item[1], "validator power"),
                 )
             )
-        return cls(tuple(validators))
+        try:
+            return cls(tuple(validators))
+        except InvalidBlock as exc:
+            raise DecodeError(exc.message) from None
 
     @property
     def hash(self) -> Hash32:

@@ -17,8 +17,8 @@ from civicledger.chain.block import ZERO_HASH, Block, Header, Validator, Validat
 from civicledger.chain.merkle import EMPTY_ROOT
 from civicledger.contracts.base import state_key
 from civicledger.encoding import encode
-from civicledger.errors import DecodeError
-from civicledger.types import Address, parse_hex, parse_public_key
+from civicledger.errors import DecodeError, InvalidBlock
+from civicledger.types import Address, PublicKey, parse_hex, parse_public_key
 
 __all__ = ["ConsensusParams", "Genesis", "load_genesis"]
 
@@ -43,10 +43,16 @@ class Genesis:
     issuers: tuple[Address, ...] = ()
     balances: tuple[tuple[Address, int], ...] = ()
     params: ConsensusParams = field(default_factory=ConsensusParams)
+    #: Node keys, beyond the validators', allowed to connect to the network.
+    nodes: tuple[PublicKey, ...] = ()
 
     def initial_state(self) -> dict[bytes, bytes]:
-        """The state before block 1: issuers and balances of the ``accounts`` contract."""
-        state: dict[bytes, bytes] = {}
+        """The state before block 1: validators, allowed nodes, issuers and balances."""
+        from civicledger.state.system import NODES_KEY, VALIDATORS_KEY, encode_nodes
+
+        state: dict[bytes, bytes] = {VALIDATORS_KEY: encode(self.validators.to_value())}
+        if self.nodes:
+            state[NODES_KEY] = encode_nodes(self.nodes)
         for issuer in self.issuers:
             state[state_key("accounts", f"issuer/{issuer.hex()}")] = encode(True)
         supply = 0
@@ -81,6 +87,7 @@ class Genesis:
             ],
             "issuers": [a.hex() for a in self.issuers],
             "balances": [{"address": a.hex(), "amount": n} for a, n in self.balances],
+            "nodes": [k.hex() for k in self.nodes],
             "params": {
                 "block_interval_ms": self.params.block_interval_ms,
                 "empty_block_interval_ms": self.params.empty_block_interval_ms,
@@ -99,7 +106,7 @@ class Genesis:
                 [
                     Validator(
                         parse_public_key(parse_hex(v["public_key"], what="validator key")),
-                        int(v["power"]),
+                        _strict_int(v["power"], "validator power", 1, 2**62),
                     )
                     for v in obj["validators"]
                 ]
@@ -108,7 +115,10 @@ class Genesis:
                 Address(parse_hex(a, what="issuer address", size=20)) for a in obj["issuers"]
             )
             balances = tuple(
-                (Address(parse_hex(b["address"], what="address", size=20)), int(b["amount"]))
+                (
+                    Address(parse_hex(b["address"], what="address", size=20)),
+                    _strict_int(b["amount"], "balance", 1, 2**128 - 1),
+                )
                 for b in obj.get("balances", [])
             )
             addresses = [a for a, _ in balances]
@@ -117,9 +127,28 @@ class Genesis:
             if any(not 0 < n < 2**128 for _, n in balances):
                 raise DecodeError("genesis balances must be between 1 and 2**128 - 1")
             params = ConsensusParams(**obj.get("params", {}))
-            return cls(chain_id, int(obj["genesis_time_ms"]), validators, issuers, balances, params)
+            nodes = tuple(
+                parse_public_key(parse_hex(k, what="node key")) for k in obj.get("nodes", [])
+            )
+            return cls(
+                chain_id,
+                _strict_int(obj["genesis_time_ms"], "time", 0, 2**63 - 1),
+                validators,
+                issuers,
+                balances,
+                params,
+                nodes,
+            )
         except (KeyError, TypeError, ValueError) as exc:
             raise DecodeError(f"invalid genesis file: {exc!r}") from None
+        except InvalidBlock as exc:
+            raise DecodeError(f"invalid genesis file: {exc.message}") from None
+
+
+def _strict_int(value: Any, what: str, low: int, high: int) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+        raise DecodeError(f"genesis {what} must be an integer from {low} to {high}")
+    return value
 
 
 def load_genesis(path: Path) -> Genesis:

@@ -159,10 +159,14 @@ class Node:
         # The header hashes to the hash it is stored under, at its own height.
         if header.hash != block_hash or header.height != height:
             raise CorruptionError(f"block {height}: header does not match its stored hash")
-        # It links to the block before.
+        # It links to the block before, on this chain, later in time.
         expected_prev = previous.hash if previous else bytes(32)
         if header.prev_hash != expected_prev:
             raise CorruptionError(f"block {height}: does not link to block {height - 1}")
+        if header.chain_id != self.chain_id:
+            raise CorruptionError(f"block {height}: belongs to chain {header.chain_id!r}")
+        if previous is not None and header.time_ms <= previous.time_ms:
+            raise CorruptionError(f"block {height}: time does not increase")
 
     def _check_body(self, header: Header, raw_commit: bytes) -> None:
         height = header.height
