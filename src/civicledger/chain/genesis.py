@@ -33,6 +33,8 @@ class ConsensusParams:
     max_block_txs: int = 5_000
     #: Most bytes of transactions in one block.
     max_block_bytes: int = 8 * 1024 * 1024
+    #: A proposed block's time may be at most this far ahead of a validator's clock (ms).
+    max_clock_drift_ms: int = 10_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +95,7 @@ class Genesis:
                 "empty_block_interval_ms": self.params.empty_block_interval_ms,
                 "max_block_txs": self.params.max_block_txs,
                 "max_block_bytes": self.params.max_block_bytes,
+                "max_clock_drift_ms": self.params.max_clock_drift_ms,
             },
         }
 

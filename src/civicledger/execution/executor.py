@@ -19,6 +19,7 @@ from civicledger.contracts.registry import ContractRegistry
 from civicledger.encoding import Value, decode, encode
 from civicledger.errors import ContractError, InvalidTransaction, LedgerError, OutOfFuel
 from civicledger.state.overlay import BlockOverlay, StateReader, TxOverlay
+from civicledger.state.system import NEXT_VALIDATORS_KEY, VALIDATORS_KEY
 from civicledger.types import Address
 
 __all__ = [
@@ -162,7 +163,21 @@ def execute_transactions(
             continue
         receipts.append(execute_transaction(registry, block, env, tx))
         included.append(tx)
+    end_block(block, env)
     return ExecutionResult(tuple(included), tuple(receipts), block.changes(), tuple(skipped))
+
+
+def end_block(block: BlockOverlay, env: BlockEnv) -> None:
+    """After the transactions: an approved validator set due at the next height takes over,
+    so the state after block ``h`` names the validators of block ``h + 1``."""
+    raw = block.get(NEXT_VALIDATORS_KEY)
+    if raw is None:
+        return
+    value = decode(raw)
+    assert isinstance(value, list) and isinstance(value[0], int)
+    if value[0] <= env.height + 1:
+        block.writes[VALIDATORS_KEY] = encode(value[1])
+        block.writes[NEXT_VALIDATORS_KEY] = None
 
 
 def run_query(

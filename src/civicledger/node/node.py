@@ -34,22 +34,56 @@ from civicledger.chain.transaction import Transaction, decode_transaction
 from civicledger.contracts.registry import ContractRegistry, default_registry
 from civicledger.crypto.hashing import sha256
 from civicledger.crypto.keys import KeyPair
-from civicledger.encoding import Value
-from civicledger.errors import CorruptionError, InvalidBlock, LedgerError, NotFound
+from civicledger.encoding import Value, decode, encode
+from civicledger.errors import (
+    CorruptionError,
+    InvalidBlock,
+    InvalidTransaction,
+    LedgerError,
+    NotFound,
+)
 from civicledger.execution.executor import (
     BlockEnv,
+    ExecutionResult,
     execute_transactions,
     get_nonce,
     run_query,
 )
 from civicledger.mempool.pool import Mempool, MempoolLimits
+from civicledger.state.overlay import StateReader
 from civicledger.state.smt import SparseMerkleTree
+from civicledger.state.system import get_validator_set
 from civicledger.storage.sqlite import BlockStore
 from civicledger.types import Address, Hash32
 
 __all__ = ["Node", "TxStatus"]
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class _Candidate:
+    """A block executed and applied to the state tree but not yet committed."""
+
+    block_hash: Hash32
+    result: ExecutionResult
+    #: What restores the state tree: key -> previous value (None: absent).
+    inverse: dict[bytes, bytes | None]
+
+
+class _CommittedView:
+    """Reads the head's state: a key the candidate changed reads its previous value."""
+
+    __slots__ = ("_node",)
+
+    def __init__(self, node: Node) -> None:
+        self._node = node
+
+    def get(self, key: bytes) -> bytes | None:
+        candidate = self._node._candidate
+        if candidate is not None and key in candidate.inverse:
+            return candidate.inverse[key]
+        return self._node.state.get(key)
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,7 +111,8 @@ class Node:
         self.genesis = genesis
         self.chain_id = genesis.chain_id
         self.validator_key = validator_key
-        self.validators: ValidatorSet = genesis.validators
+        self._validators: ValidatorSet | None = None
+        self._candidate: _Candidate | None = None
         self.registry = registry or default_registry()
         self.store = BlockStore(data_dir / "chain.db")
         self.state = SparseMerkleTree()
@@ -92,6 +127,28 @@ class Node:
         except BaseException:
             self.store.close()
             raise
+
+    @property
+    def validators(self) -> ValidatorSet:
+        """The validator set that must sign the next block (read from committed state)."""
+        if self._validators is None:
+            self._validators = get_validator_set(self.committed)
+        return self._validators
+
+    @property
+    def committed(self) -> StateReader:
+        """The state as of the head block, whether or not a candidate is applied."""
+        return _CommittedView(self)
+
+    def get_validator_set(self, set_hash: bytes) -> ValidatorSet:
+        """A validator set named by some header, from the store."""
+        raw = self.store.get_validator_set(set_hash)
+        if raw is None:
+            raise CorruptionError(f"validator set {set_hash.hex()} is not stored")
+        validators = ValidatorSet.from_value(decode(raw))
+        if validators.hash != set_hash:
+            raise CorruptionError(f"stored validator set {set_hash.hex()} was altered")
+        return validators
 
     # -- opening -----------------------------------------------------------------
 
@@ -133,6 +190,10 @@ class Node:
             commit=b"",
             txs=[],
             changes=dict(self.genesis.initial_state()),
+            validator_set=(
+                self.genesis.validators.hash,
+                encode(self.genesis.validators.to_value()),
+            ),
         )
         self.store.set_meta("chain_id", self.chain_id.encode())
         self.store.set_meta("genesis_hash", block.hash)
@@ -195,9 +256,10 @@ class Node:
                 ) from None
         if compute_receipts_root(receipts) != header.receipts_root:
             raise CorruptionError(f"block {height}: receipts do not match the receipts root")
-        # The block was finalised by its validators.
+        # The block was finalised by the validators its header names.
         try:
-            decode_commit(raw_commit).validate(self.chain_id, header, self.validators)
+            validators = self.get_validator_set(header.validator_set_hash)
+            decode_commit(raw_commit).validate(self.chain_id, header, validators)
         except LedgerError as exc:
             raise CorruptionError(f"block {height}: bad commit: {exc}") from None
 
@@ -207,7 +269,7 @@ class Node:
     # -- transactions ------------------------------------------------------------
 
     def get_nonce(self, address: Address) -> int:
-        return get_nonce(self.state, address)
+        return get_nonce(self.committed, address)
 
     def submit(self, raw: bytes) -> Hash32:
         """Admit a transaction to the mempool; raise a precise ``LedgerError`` if refused."""
@@ -217,27 +279,47 @@ class Node:
 
     # -- blocks ------------------------------------------------------------------
 
-    def is_proposer(self) -> bool:
+    @property
+    def next_height(self) -> int:
+        return self.head.height + 1
+
+    def is_proposer(self, round_: int = 0) -> bool:
         key = self.validator_key
         if key is None:
             return False
-        return self.validators.compute_proposer(self.head.height + 1).public_key == key.public_key
+        proposer = self.validators.compute_proposer(self.next_height, round_)
+        return proposer.public_key == key.public_key
 
-    def produce_block(self, now_ms: int) -> Block | None:
-        """Build, sign, store and apply the next block from the mempool (single validator)."""
+    def _revert_candidate(self) -> None:
+        """Undo the state changes of a block that was executed but not committed."""
+        if self._candidate is not None:
+            self.state.update(self._candidate.inverse)
+            self._candidate = None
+
+    def _apply_candidate(self, result: ExecutionResult) -> Hash32:
+        """Apply ``result`` to the state tree (revertible) and return the new state root."""
+        self._revert_candidate()
+        inverse = {key: self.state.get(key) for key in result.changes}
+        self.state.update(result.changes)
+        root = self.state.root()
+        self._candidate = _Candidate(Hash32(b""), result, inverse)
+        return root
+
+    def build_block(self, now_ms: int, round_: int = 0) -> Block:
+        """The block this validator proposes at the next height (``getValue()``)."""
         key = self.validator_key
-        if key is None or not self.is_proposer():
-            return None
+        if key is None:
+            raise InvalidBlock("this node has no validator key")
         params = self.genesis.params
         candidates = self.mempool.reap(params.max_block_txs, params.max_block_bytes)
-        height = self.head.height + 1
+        height = self.next_height
         env = BlockEnv(self.chain_id, height, max(now_ms, self.head.time_ms + 1))
+        self._revert_candidate()
         result = execute_transactions(self.registry, self.state, env, candidates, skip_invalid=True)
         for tx, reason in result.skipped:
             log.info("dropping %s from the mempool: %s", tx.tx_id.hex(), reason)
             self.mempool.remove(tx.tx_id)
-        self.state.update(result.changes)
-        state_root = self.state.root()
+        state_root = self._apply_candidate(result)
         header = Header(
             chain_id=self.chain_id,
             height=height,
@@ -250,13 +332,106 @@ class Node:
             validator_set_hash=self.validators.hash,
         )
         block = Block(header, result.transactions)
-        commit = Commit.sign(self.chain_id, height, 0, header.hash, [key])
+        assert self._candidate is not None
+        self._candidate.block_hash = block.hash
+        return block
+
+    def validate_block(self, block: Block, now_ms: int) -> None:
+        """Raise ``InvalidBlock`` unless ``block`` may follow our head (``valid(v)``).
+
+        Leaves the block's execution applied as a candidate, so committing it is cheap.
+        """
+        if self._candidate is not None and self._candidate.block_hash == block.hash:
+            return
+        header = block.header
+        height = self.next_height
+        params = self.genesis.params
+        # It extends our chain, on this network.
+        if header.chain_id != self.chain_id:
+            raise InvalidBlock(f"block is for chain {header.chain_id!r}")
+        if header.height != height:
+            raise InvalidBlock(f"block is for height {header.height}, we expect {height}")
+        if header.prev_hash != self.head.hash:
+            raise InvalidBlock(f"block {height} does not extend our block {height - 1}")
+        # Its time is after its parent's and not in the future.
+        if header.time_ms <= self.head.time_ms:
+            raise InvalidBlock(f"block {height} is not later than its parent")
+        if header.time_ms > now_ms + params.max_clock_drift_ms:
+            raise InvalidBlock(f"block {height} is {header.time_ms - now_ms} ms in the future")
+        # It is proposed by a validator and names the validator set in force.
+        validators = self.validators
+        if not any(v.address == header.proposer for v in validators.validators):
+            raise InvalidBlock(f"block {height} is proposed by a non-validator")
+        if header.validator_set_hash != validators.hash:
+            raise InvalidBlock(f"block {height} names the wrong validator set")
+        # Its size is bounded.
+        if len(block.transactions) > params.max_block_txs:
+            raise InvalidBlock(f"block {height} holds more than {params.max_block_txs} txs")
+        if sum(len(tx.encoded) for tx in block.transactions) > params.max_block_bytes:
+            raise InvalidBlock(f"block {height} exceeds {params.max_block_bytes} bytes")
+        # Its transactions are the ones the header names, each signed by its sender.
+        if compute_tx_root(block.transactions) != header.tx_root:
+            raise InvalidBlock(f"block {height}: transactions do not match the tx root")
+        for tx in block.transactions:
+            # A transaction our mempool admitted was verified once already.
+            if tx.tx_id not in self.mempool and not tx.is_signature_valid():
+                raise InvalidBlock(f"block {height}: transaction {tx.tx_id.hex()} is not signed")
+        # Executing it gives the receipts and state its header claims.
+        self._revert_candidate()
+        env = BlockEnv(self.chain_id, height, header.time_ms)
+        try:
+            result = execute_transactions(self.registry, self.state, env, block.transactions)
+        except InvalidTransaction as exc:
+            raise InvalidBlock(f"block {height}: {exc.message}") from None
+        if compute_receipts_root(result.receipts) != header.receipts_root:
+            raise InvalidBlock(f"block {height}: receipts root differs from execution")
+        root = self._apply_candidate(result)
+        if root != header.state_root:
+            self._revert_candidate()
+            raise InvalidBlock(f"block {height}: state root differs from execution")
+        assert self._candidate is not None
+        self._candidate.block_hash = block.hash
+
+    def is_valid_block(self, block: Block, now_ms: int) -> bool:
+        try:
+            self.validate_block(block, now_ms)
+        except InvalidBlock as exc:
+            log.warning("invalid block proposed: %s", exc.message)
+            return False
+        return True
+
+    def commit_block(self, block: Block, commit: Commit, now_ms: int) -> None:
+        """Store a decided block with its certificate and make it the head."""
+        commit.validate(self.chain_id, block.header, self.validators)
+        self.validate_block(block, now_ms)
+        candidate = self._candidate
+        assert candidate is not None and candidate.block_hash == block.hash
+        result = candidate.result
         try:
             self._save(block, commit, result.receipts, result.changes)
         except BaseException:
-            # Undo the in-memory state change: the block was not stored.
-            self.state = SparseMerkleTree.from_items(self.store.iter_state())
+            self._revert_candidate()
             raise
+        self._candidate = None
+
+    def apply_synced_block(self, block: Block, commit: Commit) -> None:
+        """Apply a block fetched from a peer: its certificate first, then its execution."""
+        commit.validate(self.chain_id, block.header, self.validators)
+        # A finalised block's time was checked by the validators that signed it.
+        self.commit_block(block, commit, now_ms=block.header.time_ms)
+
+    def produce_block(self, now_ms: int) -> Block | None:
+        """Build, self-certify and commit the next block: for a validator holding more than
+        two thirds of the power alone (a single-validator network, tools and tests)."""
+        key = self.validator_key
+        if (
+            key is None
+            or 3 * self.validators.get_power(key.public_key) <= 2 * self.validators.total_power
+        ):
+            return None
+        block = self.build_block(now_ms)
+        commit = Commit.sign(self.chain_id, block.height, 0, block.hash, [key])
+        self.commit_block(block, commit, now_ms)
         return block
 
     def _save(
@@ -267,6 +442,7 @@ class Node:
         changes: dict[bytes, bytes | None],
     ) -> None:
         header = block.header
+        validators = self.validators
         self.store.save_block(
             height=header.height,
             block_hash=header.hash,
@@ -277,8 +453,10 @@ class Node:
                 for tx, rc in zip(block.transactions, receipts, strict=True)
             ],
             changes=changes,
+            validator_set=(validators.hash, encode(validators.to_value())),
         )
         self.head = header
+        self._validators = None
         self.mempool.on_block_committed(block.transactions, header.height + 1)
         for callback in self.on_commit:
             callback(block, receipts)
@@ -347,11 +525,11 @@ class Node:
             receipt_proof=compute_inclusion_proof([r.encoded for r in receipts], index),
             header=block.header,
             commit=commit,
-            validators=self.validators,
+            validators=self.get_validator_set(block.header.validator_set_hash),
         )
 
     def query(self, contract: str, method: str, args: dict[str, Value]) -> Value:
-        return run_query(self.registry, self.state, self.head.height, contract, method, args)
+        return run_query(self.registry, self.committed, self.head.height, contract, method, args)
 
     def get_state_value(self, contract: str, key: str) -> bytes | None:
-        return self.state.get(f"{contract}/{key}".encode())
+        return self.committed.get(f"{contract}/{key}".encode())

@@ -28,6 +28,7 @@ from civicledger.crypto.hashing import sha256
 from civicledger.errors import LedgerError
 from civicledger.execution.executor import BlockEnv, execute_transactions
 from civicledger.state.smt import SparseMerkleTree
+from civicledger.state.system import get_validator_set
 from civicledger.storage.sqlite import BlockStore
 
 __all__ = ["VerifyReport", "verify_chain"]
@@ -82,7 +83,6 @@ def _verify(
     report: VerifyReport,
     progress: Callable[[int], None] | None,
 ) -> None:
-    validators = genesis.validators
     state = SparseMerkleTree.from_items(genesis.initial_state().items())
     previous: Header | None = None
     for stored in store.iter_blocks():
@@ -118,7 +118,8 @@ def _verify(
             raise fail(f"previous-block hash does not match block {height - 1}")
         if header.time_ms <= previous.time_ms:
             raise fail("block time is not after the previous block's")
-        # The validators that must sign are the ones in force.
+        # The validators that must sign are the ones the replayed state names.
+        validators = get_validator_set(state)
         if header.validator_set_hash != validators.hash:
             raise fail("header names a validator set other than the one in force")
         # The commit certificate finalises this header.

@@ -9,6 +9,7 @@ Tables::
     blocks(height INTEGER PRIMARY KEY, hash BLOB UNIQUE, header BLOB, commit_ BLOB, tx_count)
     txs(tx_id BLOB PRIMARY KEY, height, idx, raw BLOB, receipt BLOB)   UNIQUE(height, idx)
     state(key BLOB PRIMARY KEY, value BLOB)         the current state
+    validator_sets(hash BLOB PRIMARY KEY, value BLOB)   every validator set a header names
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ CREATE TABLE IF NOT EXISTS txs (
     UNIQUE (height, idx)
 );
 CREATE TABLE IF NOT EXISTS state (key BLOB PRIMARY KEY, value BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS validator_sets (hash BLOB PRIMARY KEY, value BLOB NOT NULL);
 """
 
 
@@ -112,6 +114,7 @@ class BlockStore:
         commit: bytes,
         txs: list[tuple[bytes, bytes, bytes]],
         changes: dict[bytes, bytes | None],
+        validator_set: tuple[bytes, bytes] | None = None,
     ) -> None:
         """Atomically append a block: ``txs`` are ``(tx_id, raw, receipt)`` in block order."""
         with self._lock:
@@ -135,6 +138,11 @@ class BlockStore:
                     "DELETE FROM state WHERE key = ?",
                     [(k,) for k, v in changes.items() if v is None],
                 )
+                if validator_set is not None:
+                    db.execute(
+                        "INSERT OR IGNORE INTO validator_sets (hash, value) VALUES (?, ?)",
+                        validator_set,
+                    )
                 db.execute("COMMIT")
             except BaseException:
                 db.execute("ROLLBACK")
@@ -200,6 +208,12 @@ class BlockStore:
     def iter_state(self) -> Iterator[tuple[bytes, bytes]]:
         for key, value in self._db.execute("SELECT key, value FROM state"):
             yield bytes(key), bytes(value)
+
+    def get_validator_set(self, set_hash: bytes) -> bytes | None:
+        row = self._db.execute(
+            "SELECT value FROM validator_sets WHERE hash = ?", (set_hash,)
+        ).fetchone()
+        return None if row is None else bytes(row[0])
 
     def count_txs(self) -> int:
         row = self._db.execute("SELECT COUNT(*) FROM txs").fetchone()
