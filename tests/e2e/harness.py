@@ -21,8 +21,9 @@ from typing import Any
 import httpx
 
 from civicledger.chain.genesis import ConsensusParams
+from civicledger.consensus.bft.engine import TimeoutConfig
 from civicledger.crypto.keys import KeyPair
-from civicledger.node.localnet import LOCALNET_CHAIN_ID, create_single_validator_network
+from civicledger.node.localnet import create_network
 
 PASSPHRASE = "e2e-passphrase"
 
@@ -65,31 +66,15 @@ def civic(
     return result
 
 
-class LocalNetwork:
-    """One validator node in its own process."""
+class NodeProcess:
+    """One node of a local network, run as its own process."""
 
-    def __init__(
-        self,
-        home: Path,
-        *,
-        funded: list[KeyPair] | None = None,
-        block_interval_ms: int = 100,
-        empty_block_interval_ms: int = 0,
-    ) -> None:
-        self.home = home / "node0"
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.config = create_single_validator_network(
-            self.home,
-            chain_id=LOCALNET_CHAIN_ID,
-            port=self.port,
-            passphrase=PASSPHRASE,
-            balances=tuple((k.address, 10**12) for k in funded or []),
-            params=ConsensusParams(
-                block_interval_ms=block_interval_ms,
-                empty_block_interval_ms=empty_block_interval_ms,
-            ),
-        )
+    def __init__(self, config: Path, api_port: int, p2p_port: int) -> None:
+        self.config = config
+        self.home = config.parent
+        self.port = api_port
+        self.p2p_port = p2p_port
+        self.url = f"http://127.0.0.1:{api_port}"
         self.process: subprocess.Popen[bytes] | None = None
         self.starts = 0
 
@@ -101,8 +86,12 @@ class LocalNetwork:
             "CIVIC_NODE": self.url,
         }
 
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
     def start(self, *, wait: bool = True) -> None:
-        assert self.process is None or self.process.poll() is not None
+        assert not self.running
         self.starts += 1
         log = (self.home / f"node-{self.starts}.log").open("wb")
         self.process = subprocess.Popen(
@@ -114,10 +103,12 @@ class LocalNetwork:
         if wait:
             wait_until(self.is_ready, timeout=60, what=f"node at {self.url} to answer")
 
+    def log(self) -> str:
+        return (self.home / f"node-{self.starts}.log").read_text()
+
     def is_ready(self) -> bool:
         if self.process is not None and self.process.poll() is not None:
-            log = (self.home / f"node-{self.starts}.log").read_text()
-            raise AssertionError(f"node exited with {self.process.returncode}:\n{log}")
+            raise AssertionError(f"node exited with {self.process.returncode}:\n{self.log()}")
         try:
             return httpx.get(f"{self.url}/v1/health", timeout=1).status_code == 200
         except httpx.HTTPError:
@@ -138,5 +129,74 @@ class LocalNetwork:
                 self.process.kill()
                 self.process.wait()
 
+    def status(self) -> dict[str, Any]:
+        result: dict[str, Any] = httpx.get(f"{self.url}/v1/status", timeout=5).json()
+        return result
+
     def height(self) -> int:
-        return int(httpx.get(f"{self.url}/v1/status", timeout=5).json()["head"]["height"])
+        return int(self.status()["head"]["height"])
+
+    def block_hash(self, height: int) -> str:
+        block = httpx.get(f"{self.url}/v1/blocks/{height}", timeout=5).json()
+        return str(block["header"]["hash"])
+
+
+class LocalNetwork:
+    """A network of ``validators`` nodes; with one node it also acts as that node."""
+
+    def __init__(
+        self,
+        home: Path,
+        *,
+        validators: int = 1,
+        funded: list[KeyPair] | None = None,
+        block_interval_ms: int = 100,
+        empty_block_interval_ms: int = 0,
+        timeouts: TimeoutConfig | None = None,
+    ) -> None:
+        api_ports = [free_port() for _ in range(validators)]
+        p2p_ports = [free_port() for _ in range(validators)]
+        configs = create_network(
+            home,
+            validators=validators,
+            api_ports=api_ports,
+            p2p_ports=p2p_ports,
+            passphrase=PASSPHRASE,
+            balances=tuple((k.address, 10**12) for k in funded or []),
+            params=ConsensusParams(
+                block_interval_ms=block_interval_ms,
+                empty_block_interval_ms=empty_block_interval_ms,
+            ),
+            timeouts=timeouts
+            or TimeoutConfig(
+                propose_ms=1_000,
+                prevote_ms=500,
+                precommit_ms=500,
+                propose_delta_ms=250,
+                prevote_delta_ms=250,
+                precommit_delta_ms=250,
+            ),
+        )
+        self.nodes = [
+            NodeProcess(c, a, p) for c, a, p in zip(configs, api_ports, p2p_ports, strict=True)
+        ]
+        first = self.nodes[0]
+        self.home, self.url, self.config, self.env = first.home, first.url, first.config, first.env
+
+    def start(self, *, wait: bool = True) -> None:
+        for node in self.nodes:
+            if not node.running:
+                node.start(wait=False)
+        if wait:
+            for node in self.nodes:
+                wait_until(node.is_ready, timeout=60, what=f"node at {node.url} to answer")
+
+    def stop(self) -> None:
+        for node in self.nodes:
+            node.stop()
+
+    def kill(self, sig: int = signal.SIGKILL) -> None:
+        self.nodes[0].kill(sig)
+
+    def height(self) -> int:
+        return self.nodes[0].height()

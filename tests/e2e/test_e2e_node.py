@@ -106,12 +106,15 @@ def test_tampered_chain_is_named_by_verify_and_refused_by_the_node(tmp_path):
                 method="transfer",
                 args={"to": sender.address, "amount": 1},
             )
-            tx_id = httpx.post(
+            submitted = httpx.post(
                 f"{net.url}/v1/transactions",
                 content=tx.encoded,
                 headers={"content-type": "application/octet-stream"},
-            ).json()["tx_id"]
+            )
+            assert submitted.status_code == 202, submitted.text
+            tx_id = submitted.json()["tx_id"]
             got = httpx.get(f"{net.url}/v1/transactions/{tx_id}/wait?timeout=30", timeout=40)
+            assert got.status_code == 200, got.text
             assert got.json()["status"] == "committed"
         height = got.json()["height"]
     finally:

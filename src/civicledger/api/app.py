@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Callable
 from typing import Any
 
 from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, PlainTextResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from civicledger import __version__
@@ -23,6 +24,7 @@ from civicledger.api.errors import error_response, ledger_error_handler
 from civicledger.encoding import decode
 from civicledger.errors import DecodeError, LedgerError, NotFound
 from civicledger.jsonvalue import json_to_value, value_to_json
+from civicledger.metrics import Metrics
 from civicledger.node.node import Node
 from civicledger.types import Hash32, parse_hex
 
@@ -135,7 +137,13 @@ class Waiters:
                 future.set_result(height)
 
 
-def create_app(node: Node, *, max_body_bytes: int = MAX_BODY_BYTES) -> FastAPI:
+def create_app(
+    node: Node,
+    *,
+    max_body_bytes: int = MAX_BODY_BYTES,
+    metrics: Metrics | None = None,
+    consensus_status: Callable[[], dict[str, Any]] | None = None,
+) -> FastAPI:
     app = FastAPI(
         title="Civic Ledger node API",
         version=__version__,
@@ -183,7 +191,17 @@ def create_app(node: Node, *, max_body_bytes: int = MAX_BODY_BYTES) -> FastAPI:
             "mempool": {"size": len(node.mempool), "bytes": node.mempool.size_bytes},
             "validator": node.validator_key.address.hex() if node.validator_key else None,
             "validators": len(node.validators.validators),
+            "consensus": consensus_status() if consensus_status else None,
         }
+
+    @app.get("/v1/metrics", tags=["node"], response_class=PlainTextResponse)
+    async def get_metrics() -> str:
+        """Counters and gauges in the Prometheus text format."""
+        registry = metrics or Metrics()
+        registry.set("head_height", node.head.height)
+        registry.set("mempool_size", len(node.mempool))
+        registry.set("mempool_bytes", node.mempool.size_bytes)
+        return registry.render()
 
     @app.get("/v1/genesis", tags=["node"])
     async def genesis() -> dict[str, Any]:
@@ -217,9 +235,6 @@ def create_app(node: Node, *, max_body_bytes: int = MAX_BODY_BYTES) -> FastAPI:
                 raise DecodeError('request body must be {"tx": "<hex>"}')
             raw = parse_hex(parsed["tx"], what="tx")
         tx_id = node.submit(raw)
-        producer = getattr(request.app.state, "producer", None)
-        if producer is not None:
-            producer.notify()
         return {"tx_id": tx_id.hex(), "status": "pending"}
 
     @app.get("/v1/transactions/{tx_id}", tags=["transactions"])

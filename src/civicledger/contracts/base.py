@@ -240,6 +240,14 @@ class Args:
             raise ContractError(f"argument {name!r} must be {size} bytes", code="bad_argument")
         return value
 
+    def blob_max(self, name: str, max_size: int) -> bytes:
+        value = self._get(name, True)
+        if not isinstance(value, bytes) or len(value) > max_size:
+            raise ContractError(
+                f"argument {name!r} must be bytes, at most {max_size}", code="bad_argument"
+            )
+        return value
+
     def address(self, name: str) -> Address:
         return Address(self.blob(name, size=ADDRESS_SIZE))
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from civicledger.contracts.base import Contract
 from civicledger.contracts.system.accounts import Accounts
 from civicledger.contracts.system.documents import Documents
+from civicledger.contracts.system.evidence import Evidence
 from civicledger.errors import ContractError
 
 __all__ = ["ContractRegistry", "default_registry"]
@@ -25,4 +26,4 @@ class ContractRegistry:
 
 
 def default_registry() -> ContractRegistry:
-    return ContractRegistry([Accounts(), Documents()])
+    return ContractRegistry([Accounts(), Documents(), Evidence()])

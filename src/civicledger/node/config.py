@@ -19,6 +19,19 @@ Example (written by ``civic init``)::
     max_txs = 50000
     max_bytes = 67108864
     max_nonce_gap = 1000
+
+    [p2p]
+    host = "127.0.0.1"
+    port = 26656
+    peers = ["10.0.0.2:26656", "10.0.0.3:26656"]   # host:port of the other nodes
+
+    [consensus]                          # round timeouts (ms); each grows per round
+    propose_ms = 3000
+    prevote_ms = 1000
+    precommit_ms = 1000
+
+A node without ``validator_key`` follows the chain; it authenticates to peers with
+``node_key``, which must be on the network's node allowlist.
 """
 
 from __future__ import annotations
@@ -28,8 +41,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from civicledger.consensus.bft.engine import TimeoutConfig
 from civicledger.errors import DecodeError
 from civicledger.mempool.pool import MempoolLimits
+from civicledger.p2p.peers import P2PConfig
 
 __all__ = ["ApiConfig", "NodeConfig", "load_config", "render_config"]
 
@@ -50,9 +65,13 @@ class NodeConfig:
     genesis: Path = Path("genesis.json")
     keystore: Path = Path("keys")
     validator_key: str | None = None
+    #: Key that authenticates this node to peers (default: the validator key).
+    node_key: str | None = None
     passphrase_file: Path | None = None
     api: ApiConfig = field(default_factory=ApiConfig)
     mempool: MempoolLimits = field(default_factory=MempoolLimits)
+    p2p: P2PConfig = field(default_factory=P2PConfig)
+    timeouts: TimeoutConfig = field(default_factory=TimeoutConfig)
 
     def resolve(self, path: Path) -> Path:
         return path if path.is_absolute() else self.home / path
@@ -63,6 +82,13 @@ def _section(obj: dict[str, Any], name: str) -> dict[str, Any]:
     if not isinstance(section, dict):
         raise DecodeError(f"[{name}] must be a table")
     return section
+
+
+def _p2p(section: dict[str, Any]) -> P2PConfig:
+    peers = section.pop("peers", [])
+    if not isinstance(peers, list) or not all(isinstance(p, str) and ":" in p for p in peers):
+        raise DecodeError('[p2p] peers must be a list of "host:port" strings')
+    return P2PConfig(peers=tuple(peers), **section)
 
 
 def load_config(path: Path) -> NodeConfig:
@@ -82,9 +108,12 @@ def load_config(path: Path) -> NodeConfig:
             genesis=Path(node.get("genesis", "genesis.json")),
             keystore=Path(node.get("keystore", "keys")),
             validator_key=node.get("validator_key"),
+            node_key=node.get("node_key"),
             passphrase_file=Path(passphrase_file) if passphrase_file else None,
             api=ApiConfig(**_section(obj, "api")),
             mempool=MempoolLimits(**_section(obj, "mempool")),
+            p2p=_p2p(_section(obj, "p2p")),
+            timeouts=TimeoutConfig(**_section(obj, "consensus")),
         )
     except TypeError as exc:
         raise DecodeError(f"{path}: unknown or misspelt setting ({exc})") from None
@@ -100,6 +129,8 @@ def render_config(config: NodeConfig) -> str:
     ]
     if config.validator_key:
         lines.append(f'validator_key = "{config.validator_key}"')
+    if config.node_key:
+        lines.append(f'node_key = "{config.node_key}"')
     if config.passphrase_file:
         lines.append(f'passphrase_file = "{config.passphrase_file}"')
     lines += [
@@ -113,6 +144,19 @@ def render_config(config: NodeConfig) -> str:
         f"max_txs = {config.mempool.max_txs}",
         f"max_bytes = {config.mempool.max_bytes}",
         f"max_nonce_gap = {config.mempool.max_nonce_gap}",
+        "",
+        "[p2p]",
+        f'host = "{config.p2p.host}"',
+        f"port = {config.p2p.port}",
+        "peers = [" + ", ".join(f'"{p}"' for p in config.p2p.peers) + "]",
+        "",
+        "[consensus]",
+        f"propose_ms = {config.timeouts.propose_ms}",
+        f"propose_delta_ms = {config.timeouts.propose_delta_ms}",
+        f"prevote_ms = {config.timeouts.prevote_ms}",
+        f"prevote_delta_ms = {config.timeouts.prevote_delta_ms}",
+        f"precommit_ms = {config.timeouts.precommit_ms}",
+        f"precommit_delta_ms = {config.timeouts.precommit_delta_ms}",
         "",
     ]
     return "\n".join(lines)

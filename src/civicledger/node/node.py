@@ -30,8 +30,10 @@ from civicledger.chain.genesis import Genesis
 from civicledger.chain.merkle import compute_inclusion_proof
 from civicledger.chain.proof import ReceiptProof
 from civicledger.chain.receipt import Receipt, decode_receipt
-from civicledger.chain.transaction import Transaction, decode_transaction
+from civicledger.chain.transaction import Transaction, decode_transaction, make_transaction
+from civicledger.consensus.bft.messages import Vote
 from civicledger.contracts.registry import ContractRegistry, default_registry
+from civicledger.contracts.system.evidence import evidence_key
 from civicledger.crypto.hashing import sha256
 from civicledger.crypto.keys import KeyPair
 from civicledger.encoding import Value, decode, encode
@@ -113,6 +115,7 @@ class Node:
         self.validator_key = validator_key
         self._validators: ValidatorSet | None = None
         self._candidate: _Candidate | None = None
+        self._evidence_sent: set[str] = set()
         self.registry = registry or default_registry()
         self.store = BlockStore(data_dir / "chain.db")
         self.state = SparseMerkleTree()
@@ -122,6 +125,8 @@ class Node:
         self.head: Header
         #: Called with each committed block and its receipts (events, waiters).
         self.on_commit: list[Callable[[Block, tuple[Receipt, ...]], None]] = []
+        #: Called with each transaction admitted to the mempool (gossip).
+        self.on_admitted: list[Callable[[bytes], None]] = []
         try:
             self._open()
         except BaseException:
@@ -274,8 +279,38 @@ class Node:
     def submit(self, raw: bytes) -> Hash32:
         """Admit a transaction to the mempool; raise a precise ``LedgerError`` if refused."""
         tx = self.mempool.admit_raw(raw, self.head.height + 1)
-        tx_id = tx.tx_id
-        return tx_id
+        for callback in self.on_admitted:
+            callback(tx.encoded)
+        return tx.tx_id
+
+    def admit_gossiped(self, raw: bytes) -> None:
+        """Admit a transaction a peer passed on (not passed on again: every node has a
+        link to every other, and the sender broadcast it to all)."""
+        self.mempool.admit_raw(raw, self.head.height + 1)
+
+    def record_evidence(self, first: Vote, second: Vote) -> None:
+        """Submit proof of a validator's equivocation to the ``evidence`` contract."""
+        key = self.validator_key
+        if key is None or self.validators.get_power(first.validator) == 0:
+            return
+        if first.validator != second.validator or first.block_hash == second.block_hash:
+            return
+        slot = evidence_key(first.validator, first.height, first.round, first.type)
+        if slot in self._evidence_sent:
+            return
+        self._evidence_sent.add(slot)
+        tx = make_transaction(
+            key,
+            chain_id=self.chain_id,
+            nonce=self.mempool.get_pending_nonce(key.address),
+            contract="evidence",
+            method="submit",
+            args={"first": encode(first.to_value()), "second": encode(second.to_value())},
+        )
+        try:
+            self.submit(tx.encoded)
+        except LedgerError as exc:
+            log.warning("could not submit evidence: %s", exc)
 
     # -- blocks ------------------------------------------------------------------
 

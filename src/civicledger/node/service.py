@@ -1,104 +1,119 @@
-"""Running a node: the event loop, the clock, block production and the HTTP server.
+"""Running a node: the event loop, the peers, consensus and the HTTP server.
 
-Everything touching node state runs on one asyncio loop: API handlers and the block
-producer. The producer wakes every ``block_interval_ms`` and proposes a block if
-transactions wait (or, if configured, an empty block after ``empty_block_interval_ms``),
-and wakes at once when a full block's worth of transactions is waiting.
+Everything touching node state runs on one asyncio loop (uvloop): API handlers, peer
+messages, consensus timers. ``run_node`` opens the node from its configuration, starts
+the peer manager, the consensus driver and the API, and stops them in reverse order on
+SIGINT or SIGTERM.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import time
-from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import uvicorn
 import uvloop
 
+from civicledger import __version__
 from civicledger.api.app import create_app
 from civicledger.chain.genesis import load_genesis
 from civicledger.crypto.keys import KeyPair
 from civicledger.crypto.keystore import Keystore, resolve_passphrase
-from civicledger.node.config import NodeConfig
+from civicledger.encoding import Value
+from civicledger.metrics import Metrics
+from civicledger.node.config import NodeConfig, load_config
+from civicledger.node.consensus import ConsensusDriver
 from civicledger.node.node import Node
+from civicledger.p2p.peers import Peer, PeerManager
+from civicledger.p2p.secure import HandshakeError
+from civicledger.state.system import get_allowed_nodes
+from civicledger.types import PublicKey
 
-__all__ = ["BlockProducer", "open_node", "run_node", "wall_clock_ms"]
+__all__ = ["open_node", "run_node", "serve"]
 
 log = logging.getLogger(__name__)
 
 
-def wall_clock_ms() -> int:
-    return time.time_ns() // 1_000_000
-
-
-def load_validator_key(config: NodeConfig) -> KeyPair | None:
-    if not config.validator_key:
-        return None
+def load_keys(config: NodeConfig) -> tuple[KeyPair | None, KeyPair]:
+    """The validator key (if any) and the node key (the validator key by default)."""
+    names = [n for n in (config.validator_key, config.node_key) if n]
+    if not names:
+        raise HandshakeError("the configuration names neither validator_key nor node_key")
     passphrase_file = config.resolve(config.passphrase_file) if config.passphrase_file else None
     passphrase = resolve_passphrase(file=passphrase_file, prompt=True)
-    return Keystore(config.resolve(config.keystore)).load(config.validator_key, passphrase)
+    keystore = Keystore(config.resolve(config.keystore))
+    validator = keystore.load(config.validator_key, passphrase) if config.validator_key else None
+    if config.node_key and config.node_key != config.validator_key:
+        node_key = keystore.load(config.node_key, passphrase)
+    else:
+        assert validator is not None
+        node_key = validator
+    return validator, node_key
 
 
-def open_node(config: NodeConfig) -> Node:
+def open_node(config: NodeConfig, validator_key: KeyPair | None = None) -> Node:
     genesis = load_genesis(config.resolve(config.genesis))
     return Node(
         config.resolve(config.data_dir),
         genesis,
-        load_validator_key(config),
+        validator_key,
         mempool_limits=config.mempool,
     )
 
 
-class BlockProducer:
-    """Decides when the node proposes its next block."""
+async def serve(node: Node, config: NodeConfig, node_key: KeyPair) -> None:
+    metrics = Metrics()
+    genesis_hash = node.store.get_meta("genesis_hash") or b""
+    driver: ConsensusDriver | None = None
 
-    def __init__(self, node: Node, clock: Callable[[], int] = wall_clock_ms) -> None:
-        self.node = node
-        self.clock = clock
-        self.wake = asyncio.Event()
-        self.last_block_ms = clock()
+    def hello() -> dict[str, Value]:
+        return {
+            "chain_id": node.chain_id,
+            "genesis_hash": genesis_hash,
+            "height": node.head.height,
+            "version": __version__,
+        }
 
-    def is_due(self, now_ms: int) -> bool:
-        params = self.node.genesis.params
-        waiting = len(self.node.mempool)
-        since = now_ms - self.last_block_ms
-        if waiting >= params.max_block_txs:
-            return True
-        if waiting and since >= params.block_interval_ms:
-            return True
-        empty = params.empty_block_interval_ms
-        return bool(empty) and since >= empty
+    def check_hello(peer_key: PublicKey, peer_hello: dict[str, Value]) -> None:
+        # Same network, same history, and allowed in.
+        if peer_hello.get("chain_id") != node.chain_id:
+            raise HandshakeError(f"peer is on chain {peer_hello.get('chain_id')!r}")
+        if peer_hello.get("genesis_hash") != genesis_hash:
+            raise HandshakeError("peer has a different genesis block")
+        if peer_key not in get_allowed_nodes(node.committed):
+            raise HandshakeError(f"node key {peer_key.hex()} is not on the node allowlist")
 
-    def step(self) -> None:
-        now = self.clock()
-        if self.node.is_proposer() and self.is_due(now):
-            block = self.node.produce_block(now)
-            if block is not None:
-                self.last_block_ms = now
-                log.info("committed block %d with %d txs", block.height, len(block.transactions))
+    def on_message(peer: Peer, msg_type: str, payload: Value) -> None:
+        assert driver is not None
+        driver.on_message(peer, msg_type, payload)
 
-    async def run(self) -> None:
-        interval = self.node.genesis.params.block_interval_ms / 1000
-        while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.wake.wait(), timeout=min(interval, 0.1))
-            self.wake.clear()
-            self.step()
-            # Let API handlers run between blocks.
-            await asyncio.sleep(0)
+    def on_connect(peer: Peer) -> None:
+        assert driver is not None
+        driver.on_connect(peer)
 
-    def notify(self) -> None:
-        if len(self.node.mempool) >= self.node.genesis.params.max_block_txs:
-            self.wake.set()
+    peers = PeerManager(
+        node_key,
+        config.p2p,
+        hello=hello,
+        check_hello=check_hello,
+        on_message=on_message,
+        on_connect=on_connect,
+        metrics=metrics,
+    )
+    driver = ConsensusDriver(node, peers, timeouts=config.timeouts, metrics=metrics)
 
+    def consensus_status() -> dict[str, Any]:
+        assert driver is not None
+        return driver.status()
 
-async def serve(node: Node, config: NodeConfig, ready: Callable[[], None] | None = None) -> None:
-    app = create_app(node, max_body_bytes=config.api.max_body_bytes)
-    producer = BlockProducer(node)
-    app.state.producer = producer
+    app = create_app(
+        node,
+        max_body_bytes=config.api.max_body_bytes,
+        metrics=metrics,
+        consensus_status=consensus_status,
+    )
     server = uvicorn.Server(
         uvicorn.Config(
             app,
@@ -111,30 +126,31 @@ async def serve(node: Node, config: NodeConfig, ready: Callable[[], None] | None
             h11_max_incomplete_event_size=32 * 1024,
         )
     )
-    task = asyncio.create_task(producer.run())
+    await peers.start()
+    await driver.start()
     try:
         await server.serve()
     finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        await driver.stop()
+        await peers.stop()
 
 
 def run_node(config_path: Path) -> None:
     """Open the node described by ``config_path`` and serve until SIGINT/SIGTERM."""
-    from civicledger.node.config import load_config
-
     config = load_config(config_path)
-    node = open_node(config)
+    validator_key, node_key = load_keys(config)
+    node = open_node(config, validator_key)
     log.info(
-        "node %s serving chain %s at http://%s:%d",
+        "node %s serving chain %s: API http://%s:%d, p2p %s:%d",
         config.name,
         node.chain_id,
         config.api.host,
         config.api.port,
+        config.p2p.host,
+        config.p2p.port,
     )
     try:
         with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-            runner.run(serve(node, config))
+            runner.run(serve(node, config, node_key))
     finally:
         node.close()

@@ -1,0 +1,85 @@
+"""Evidence of equivocation: two conflicting votes signed by one validator.
+
+Any node that sees a validator sign two different votes for the same height, round and
+vote type submits both here. The contract checks both signatures for this chain, so the
+record is proof that anyone can re-check: ``evidence/<validator hex>/<height>/<round>/<type>``
+→ ``{"first", "second", "reported_by", "reported_at"}`` (the votes as encoded bytes).
+"""
+
+from __future__ import annotations
+
+from civicledger.contracts.base import Args, Context, Contract, ViewContext, call, view
+from civicledger.encoding import Value, decode
+from civicledger.errors import ContractError, DecodeError
+
+__all__ = ["Evidence", "evidence_key"]
+
+MAX_VOTE_BYTES = 512
+
+
+def evidence_key(validator: bytes, height: int, round_: int, vote_type: str) -> str:
+    return f"evidence/{validator.hex()}/{height}/{round_}/{vote_type}"
+
+
+class Evidence(Contract):
+    name = "evidence"
+
+    @call
+    def submit(self, ctx: Context, args: Args) -> Value:
+        """Record two conflicting signed votes of one validator."""
+        from civicledger.consensus.bft.messages import Vote
+
+        raw_first = args.blob_max("first", MAX_VOTE_BYTES)
+        raw_second = args.blob_max("second", MAX_VOTE_BYTES)
+        args.check_no_extra()
+        try:
+            first = Vote.from_value(decode(raw_first))
+            second = Vote.from_value(decode(raw_second))
+        except DecodeError as exc:
+            raise ContractError(f"not a vote: {exc.message}", code="bad_argument") from None
+        same_slot = (first.validator, first.height, first.round, first.type) == (
+            second.validator,
+            second.height,
+            second.round,
+            second.type,
+        )
+        ctx.require(same_slot, "the votes are not one validator's for one height, round, type")
+        ctx.require(first.block_hash != second.block_hash, "the votes do not conflict")
+        ctx.require(
+            first.is_signature_valid(ctx.chain_id) and second.is_signature_valid(ctx.chain_id),
+            "a vote's signature is invalid",
+            code="invalid_signature",
+        )
+        key = evidence_key(first.validator, first.height, first.round, first.type)
+        ctx.require(not ctx.has(key), "this equivocation is already recorded", code="duplicate")
+        ordered = sorted([raw_first, raw_second])
+        ctx.set(
+            key,
+            {
+                "first": ordered[0],
+                "second": ordered[1],
+                "reported_by": ctx.sender,
+                "reported_at": ctx.height,
+            },
+        )
+        ctx.emit(
+            "Equivocation",
+            validator=first.validator,
+            height=first.height,
+            round=first.round,
+            type=first.type,
+        )
+        return key
+
+    @view
+    def get(self, ctx: ViewContext, args: Args) -> Value:
+        """The recorded evidence of a validator at a height, round and vote type."""
+        validator = args.blob("validator", size=32)
+        height = args.integer("height", maximum=2**63 - 1)
+        round_ = args.integer("round", maximum=2**31)
+        vote_type = args.text("type", max_length=16)
+        args.check_no_extra()
+        record = ctx.get(evidence_key(validator, height, round_, vote_type))
+        if record is None:
+            raise ContractError("no such evidence", code="not_found")
+        return record

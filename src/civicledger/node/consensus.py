@@ -1,0 +1,465 @@
+"""The consensus shell: runs the Tendermint engine against the node, the peers and time.
+
+It checks every incoming proposal and vote (shape, height, signature, sender) before the
+engine sees it, carries out the engine's effects in order (a signature is recorded
+durably before the message leaves), keeps the timers, paces heights (a block interval
+after each commit, and no empty block before ``empty_block_interval_ms`` unless a peer
+has started the height), gossips transactions, re-sends its own votes so that lost
+messages are repaired, and fetches blocks from peers that are ahead (block sync).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from typing import Any
+
+from civicledger.chain.block import Block, Commit, decode_block, decode_commit
+from civicledger.consensus.bft.engine import (
+    Broadcast,
+    Decide,
+    Effect,
+    Equivocation,
+    RecordSigned,
+    ScheduleTimeout,
+    Tendermint,
+    TimeoutConfig,
+)
+from civicledger.consensus.bft.messages import Proposal, Vote
+from civicledger.encoding import Value, decode, encode
+from civicledger.errors import DecodeError, InvalidBlock, LedgerError
+from civicledger.metrics import Metrics
+from civicledger.node.node import Node
+from civicledger.p2p.peers import Peer, PeerManager
+
+__all__ = ["ConsensusDriver"]
+
+log = logging.getLogger(__name__)
+
+#: Most blocks one sync response carries, and most bytes.
+SYNC_BATCH = 64
+SYNC_MAX_BYTES = 8 * 1024 * 1024
+SYNC_TIMEOUT = 5.0
+#: Messages for the next height kept until we start it.
+MAX_BUFFERED = 4_096
+#: Most transactions in one gossip message; they are flushed at least this often (s).
+TX_GOSSIP_BATCH = 512
+TX_GOSSIP_INTERVAL = 0.01
+#: Own votes and proposal are re-sent this often (s) while a height is undecided.
+REBROADCAST_INTERVAL = 1.0
+STATUS_INTERVAL = 1.0
+VERIFIED_CACHE = 100_000
+
+
+def wall_clock_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+class _App:
+    """The engine's view of the node."""
+
+    def __init__(self, driver: ConsensusDriver) -> None:
+        self.driver = driver
+
+    def build_proposal(self, height: int, round_: int) -> Block:
+        return self.driver.node.build_block(self.driver.clock(), round_)
+
+    def is_valid_block(self, block: Block) -> bool:
+        return self.driver.node.is_valid_block(block, self.driver.clock())
+
+
+class ConsensusDriver:
+    def __init__(
+        self,
+        node: Node,
+        peers: PeerManager | None,
+        *,
+        timeouts: TimeoutConfig | None = None,
+        metrics: Metrics | None = None,
+        clock: Callable[[], int] = wall_clock_ms,
+    ) -> None:
+        self.node = node
+        self.peers = peers
+        self.metrics = metrics or Metrics()
+        self.clock = clock
+        stored = node.store.get_meta("last_signed")
+        last_signed = (0, -1, 0)
+        if stored is not None:
+            value = decode(stored)
+            assert isinstance(value, list) and len(value) == 3
+            last_signed = (int(value[0]), int(value[1]), int(value[2]))  # type: ignore[arg-type]
+        self.engine = Tendermint(
+            node.chain_id, _App(self), node.validator_key, timeouts, last_signed=last_signed
+        )
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._timers: list[asyncio.TimerHandle] = []
+        self._buffer: list[tuple[str, Value]] = []
+        self._own_messages: list[Proposal | Vote] = []
+        self._verified: OrderedDict[bytes, None] = OrderedDict()
+        self._pending_txs: list[bytes] = []
+        self._sync_requested_at = 0.0
+        self._last_commit_ms = clock()
+        self._start_handle: asyncio.TimerHandle | None = None
+        self._waiting_to_start = False
+        self._tasks: list[asyncio.Task[None]] = []
+        self.running = False
+        node.on_admitted.append(self._on_admitted)
+
+    # -- lifecycle -----------------------------------------------------------------
+
+    async def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self.running = True
+        self._schedule_height_start(delay_ms=0)
+        self._tasks = [
+            asyncio.create_task(self._periodic(REBROADCAST_INTERVAL, self._rebroadcast)),
+            asyncio.create_task(self._periodic(STATUS_INTERVAL, self._send_status)),
+            asyncio.create_task(self._periodic(TX_GOSSIP_INTERVAL, self._flush_txs)),
+        ]
+
+    async def stop(self) -> None:
+        self.running = False
+        for timer in self._timers:
+            timer.cancel()
+        if self._start_handle is not None:
+            self._start_handle.cancel()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def _periodic(self, interval: float, action: Callable[[], None]) -> None:
+        while self.running:
+            await asyncio.sleep(interval)
+            try:
+                action()
+            except LedgerError as exc:
+                log.warning("%s failed: %s", action.__name__, exc)
+
+    # -- heights -------------------------------------------------------------------
+
+    def _schedule_height_start(self, delay_ms: int) -> None:
+        assert self._loop is not None
+        if self._start_handle is not None:
+            self._start_handle.cancel()
+        self._waiting_to_start = True
+        self._start_handle = self._loop.call_later(delay_ms / 1000, self._maybe_start_height)
+
+    def _maybe_start_height(self) -> None:
+        """Start the next height a block interval after the last commit, once there are
+        transactions to include or an empty block is due (``empty_block_interval_ms``;
+        0 means none). A peer's proposal or vote for the height starts it at once."""
+        if not self._waiting_to_start or not self.running:
+            return
+        assert self._loop is not None
+        params = self.node.genesis.params
+        idle_ms = self.clock() - self._last_commit_ms
+        if idle_ms >= params.block_interval_ms:
+            empty_interval = params.empty_block_interval_ms
+            if (
+                len(self.node.mempool)
+                or self._buffer
+                or (empty_interval and idle_ms >= empty_interval)
+            ):
+                self._start_height()
+                return
+            delay = 0.05
+        else:
+            delay = (params.block_interval_ms - idle_ms) / 1000
+        # Look again later, unless a check is already due.
+        if self._start_handle is None or self._start_handle.when() <= self._loop.time():
+            self._start_handle = self._loop.call_later(delay, self._maybe_start_height)
+
+    def _start_height(self) -> None:
+        self._waiting_to_start = False
+        if self._start_handle is not None:
+            self._start_handle.cancel()
+            self._start_handle = None
+        self._own_messages = []
+        height = self.node.next_height
+        effects = self.engine.start_height(height, self.node.validators)
+        self._execute(effects)
+        buffered, self._buffer = self._buffer, []
+        for msg_type, payload in buffered:
+            self._on_consensus_message(None, msg_type, payload)
+        self.metrics.set("consensus_height", height)
+
+    # -- effects -------------------------------------------------------------------
+
+    def _execute(self, effects: list[Effect]) -> None:
+        for effect in effects:
+            if isinstance(effect, RecordSigned):
+                # Durable before the signed message can leave this node.
+                self.node.store.set_meta(
+                    "last_signed", encode([effect.height, effect.round, effect.step])
+                )
+            elif isinstance(effect, Broadcast):
+                message = effect.message
+                self._own_messages.append(message)
+                kind = "proposal" if isinstance(message, Proposal) else "vote"
+                if self.peers is not None:
+                    self.peers.broadcast(kind, message.to_value())
+            elif isinstance(effect, ScheduleTimeout):
+                assert self._loop is not None
+                self._timers.append(
+                    self._loop.call_later(
+                        effect.delay_ms / 1000,
+                        self._on_timeout,
+                        effect.kind,
+                        effect.height,
+                        effect.round,
+                    )
+                )
+                self.metrics.set("consensus_round", self.engine.round)
+            elif isinstance(effect, Decide):
+                self._commit(effect.block, effect.commit)
+                return  # the engine moved on; later effects belong to the old height
+            elif isinstance(effect, Equivocation):
+                self._on_equivocation(effect.first, effect.second)
+
+    def _on_timeout(self, kind: int, height: int, round_: int) -> None:
+        if not self.running:
+            return
+        self.metrics.inc("consensus_timeouts_total", step=str(kind))
+        self._execute(self.engine.on_timeout(kind, height, round_))
+
+    def _commit(self, block: Block, commit: Commit) -> None:
+        try:
+            self.node.commit_block(block, commit, self.clock())
+        except LedgerError as exc:
+            log.error("cannot commit decided block %d: %s", block.height, exc)
+            raise
+        for timer in self._timers:
+            timer.cancel()
+        self._timers = []
+        self._last_commit_ms = self.clock()
+        self.metrics.inc("blocks_committed_total")
+        self.metrics.set("head_height", block.height)
+        self._send_status()
+        self._schedule_height_start(self.node.genesis.params.block_interval_ms)
+
+    def _on_equivocation(self, first: Vote, second: Vote) -> None:
+        self.metrics.inc("consensus_equivocations_total")
+        log.warning(
+            "validator %s signed two %ss at height %d round %d",
+            first.validator.hex()[:16],
+            first.type,
+            first.height,
+            first.round,
+        )
+        self.node.record_evidence(first, second)
+        if self.peers is not None:
+            self.peers.broadcast("evidence", [first.to_value(), second.to_value()])
+
+    # -- messages ------------------------------------------------------------------
+
+    def on_message(self, peer: Peer, msg_type: str, payload: Value) -> None:
+        try:
+            if msg_type in ("proposal", "vote"):
+                self._on_consensus_message(peer, msg_type, payload)
+            elif msg_type == "txs":
+                self._on_txs(peer, payload)
+            elif msg_type == "status":
+                self._on_status(peer, payload)
+            elif msg_type == "get_blocks":
+                self._on_get_blocks(peer, payload)
+            elif msg_type == "blocks":
+                self._on_blocks(peer, payload)
+            elif msg_type == "evidence":
+                self._on_evidence(peer, payload)
+            else:
+                self.metrics.inc("p2p_bad_messages_total", reason="unknown_type")
+        except DecodeError as exc:
+            self.metrics.inc("p2p_bad_messages_total", reason=f"bad_{msg_type}"[:40])
+            log.debug("bad %s from peer: %s", msg_type, exc)
+
+    def on_connect(self, peer: Peer) -> None:
+        self._send_status_to(peer)
+
+    def _seen(self, signature: bytes) -> bool:
+        if signature in self._verified:
+            return True
+        self._verified[signature] = None
+        if len(self._verified) > VERIFIED_CACHE:
+            self._verified.popitem(last=False)
+        return False
+
+    def _on_consensus_message(self, peer: Peer | None, msg_type: str, payload: Value) -> None:
+        message: Proposal | Vote
+        message = (
+            Proposal.from_value(payload) if msg_type == "proposal" else Vote.from_value(payload)
+        )
+        height = message.height
+        next_height = self.node.next_height
+        if height < next_height:
+            return  # decided already
+        if height > next_height:
+            if peer is not None:
+                self._request_sync(peer)
+            return
+        # A duplicate costs a dictionary lookup, not a signature check.
+        if self._seen(message.signature):
+            return
+        if not message.is_signature_valid(self.node.chain_id):
+            self._verified.pop(message.signature, None)
+            self.metrics.inc("consensus_bad_signatures_total")
+            if peer is not None and self.peers is not None:
+                self.peers.disconnect(peer, "sent a badly signed consensus message")
+            return
+        if self._waiting_to_start:
+            if len(self._buffer) < MAX_BUFFERED:
+                self._buffer.append((msg_type, payload))
+            self._verified.pop(message.signature, None)  # re-checked when replayed
+            # Someone has started this height: so do we.
+            self._start_height()
+            return
+        if isinstance(message, Proposal):
+            effects = self.engine.on_proposal(message)
+        else:
+            effects = self.engine.on_vote(message)
+        self._execute(effects)
+
+    def _rebroadcast(self) -> None:
+        if self.peers is None or self._waiting_to_start:
+            return
+        for message in self._own_messages[-16:]:
+            kind = "proposal" if isinstance(message, Proposal) else "vote"
+            self.peers.broadcast(kind, message.to_value())
+
+    # -- transactions --------------------------------------------------------------
+
+    def _on_admitted(self, raw: bytes) -> None:
+        self._pending_txs.append(raw)
+        if len(self._pending_txs) >= TX_GOSSIP_BATCH:
+            self._flush_txs()
+        if self._waiting_to_start:
+            self._maybe_start_height()
+
+    def _flush_txs(self) -> None:
+        if not self._pending_txs:
+            return
+        batch, self._pending_txs = self._pending_txs, []
+        if self.peers is not None:
+            self.peers.broadcast("txs", list(batch))
+
+    def _on_txs(self, peer: Peer, payload: Value) -> None:
+        if not isinstance(payload, list) or len(payload) > 4 * TX_GOSSIP_BATCH:
+            raise DecodeError("txs must be a list of at most 2048 transactions")
+        for raw in payload:
+            if not isinstance(raw, bytes):
+                raise DecodeError("a gossiped transaction must be bytes")
+            try:
+                self.node.admit_gossiped(raw)
+            except LedgerError as exc:
+                # Duplicates are normal in gossip; anything else is counted.
+                if exc.code != "duplicate":
+                    self.metrics.inc("mempool_gossip_rejected_total", reason=exc.code)
+
+    # -- block sync ----------------------------------------------------------------
+
+    def _send_status(self) -> None:
+        if self.peers is not None:
+            head = self.node.head
+            self.peers.broadcast("status", [head.height, head.hash])
+
+    def _send_status_to(self, peer: Peer) -> None:
+        if self.peers is not None:
+            head = self.node.head
+            self.peers.send(peer, "status", [head.height, head.hash])
+
+    def _on_status(self, peer: Peer, payload: Value) -> None:
+        if not isinstance(payload, list) or len(payload) != 2 or not isinstance(payload[0], int):
+            raise DecodeError("status is [height, hash]")
+        peer.height = payload[0]
+        if peer.height > self.node.head.height:
+            self._request_sync(peer)
+
+    def _request_sync(self, peer: Peer) -> None:
+        now = time.monotonic()
+        if now - self._sync_requested_at < SYNC_TIMEOUT / 10 or self.peers is None:
+            return
+        self._sync_requested_at = now
+        self.peers.send(peer, "get_blocks", [self.node.head.height + 1, SYNC_BATCH])
+
+    def _on_get_blocks(self, peer: Peer, payload: Value) -> None:
+        if (
+            not isinstance(payload, list)
+            or len(payload) != 2
+            or not all(isinstance(x, int) and not isinstance(x, bool) for x in payload)
+        ):
+            raise DecodeError("get_blocks is [from_height, count]")
+        start, count = payload
+        assert isinstance(start, int) and isinstance(count, int)
+        if start < 1 or count < 1:
+            raise DecodeError("get_blocks needs a height >= 1 and a count >= 1")
+        count = min(count, SYNC_BATCH)  # a huge range is answered with one batch
+        blocks: list[Value] = []
+        size = 0
+        for height in range(start, min(start + count, self.node.head.height + 1)):
+            block, commit = self.node.get_block(height)
+            if commit is None:
+                break
+            entry = [block.encoded, commit.encoded]
+            size += len(block.encoded) + len(commit.encoded)
+            if blocks and size > SYNC_MAX_BYTES:
+                break
+            blocks.append(entry)  # type: ignore[arg-type]
+        if self.peers is not None:
+            self.peers.send(peer, "blocks", blocks)
+
+    def _on_blocks(self, peer: Peer, payload: Value) -> None:
+        if not isinstance(payload, list) or len(payload) > SYNC_BATCH:
+            raise DecodeError(f"blocks is a list of at most {SYNC_BATCH} [block, commit] pairs")
+        applied = 0
+        for entry in payload:
+            if not isinstance(entry, list) or len(entry) != 2:
+                raise DecodeError("a synced block is a [block, commit] pair")
+            raw_block, raw_commit = entry
+            if not isinstance(raw_block, bytes) or not isinstance(raw_commit, bytes):
+                raise DecodeError("a synced block and commit are bytes")
+            block = decode_block(raw_block)
+            commit = decode_commit(raw_commit)
+            if block.height <= self.node.head.height:
+                continue
+            try:
+                self.node.apply_synced_block(block, commit)
+            except (InvalidBlock, LedgerError) as exc:
+                self.metrics.inc("sync_bad_blocks_total")
+                log.warning("peer served a bad block %d: %s", block.height, exc)
+                if self.peers is not None:
+                    self.peers.disconnect(peer, "served a bad block")
+                return
+            applied += 1
+        if applied:
+            self.metrics.inc("sync_blocks_total", applied)
+            log.info("synced to height %d", self.node.head.height)
+            self._sync_requested_at = 0.0
+            # Whatever height we were deciding is decided: start the next one.
+            for timer in self._timers:
+                timer.cancel()
+            self._timers = []
+            self._last_commit_ms = self.clock()
+            self._start_height()
+            if peer.height > self.node.head.height:
+                self._request_sync(peer)
+
+    # -- evidence ------------------------------------------------------------------
+
+    def _on_evidence(self, peer: Peer, payload: Value) -> None:
+        if not isinstance(payload, list) or len(payload) != 2:
+            raise DecodeError("evidence is [vote, vote]")
+        first, second = Vote.from_value(payload[0]), Vote.from_value(payload[1])
+        self.node.record_evidence(first, second)
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "height": self.engine.height,
+            "round": self.engine.round,
+            "step": self.engine.step,
+            "peers": len(self.peers.peers) if self.peers else 0,
+        }
