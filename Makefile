@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-VALIDATORS ?= 1
+VALIDATORS ?= 4
 
 .PHONY: run test check bootstrap clean bench
 

@@ -30,7 +30,7 @@ import nacl.signing
 from civicledger.chain.genesis import ConsensusParams
 from civicledger.chain.transaction import Transaction, make_transaction
 from civicledger.crypto.keys import KeyPair
-from civicledger.node.localnet import LOCALNET_CHAIN_ID, create_single_validator_network
+from civicledger.node.localnet import LOCALNET_CHAIN_ID, create_network
 from civicledger.types import Address
 
 __all__ = ["BenchResult", "measure_ed25519_verify_rate", "run_bench"]
@@ -49,7 +49,9 @@ class BenchResult:
     blocks: int
     mean_block_txs: float
     mean_block_interval_ms: float
+    #: Of the busiest node.
     node_cpu_percent: float
+    #: Of the largest node.
     node_rss_mb: float
     ed25519_verify_per_s_core: float
     ed25519_verify_per_s_machine: float
@@ -125,7 +127,7 @@ def _presign(senders: list[KeyPair], per_sender: int, recipient: Address) -> lis
 
 
 async def _drive(
-    url: str,
+    urls: list[str],
     txs: list[Transaction],
     *,
     rate: float,
@@ -144,13 +146,14 @@ async def _drive(
     limits = httpx.Limits(
         max_connections=concurrency + 4, max_keepalive_connections=concurrency + 4
     )
-    async with httpx.AsyncClient(base_url=url, timeout=30, limits=limits) as http:
-        host, port = url.removeprefix("http://").split(":")
+    async with httpx.AsyncClient(base_url=urls[0], timeout=30, limits=limits) as http:
 
         async def submitter(worker: int) -> None:
             # A bare HTTP/1.1 keep-alive connection: the load generator must not be
             # the bottleneck, and a general-purpose async client costs ~10x more per call.
+            # Workers spread over the nodes, as clients of many agencies would.
             nonlocal rejected
+            host, port = urls[worker % len(urls)].removeprefix("http://").split(":")
             reader, writer = await asyncio.open_connection(host, int(port))
             sent = 0
             try:
@@ -209,6 +212,7 @@ async def _drive(
 
 def run_bench(
     *,
+    validators: int = 1,
     transactions: int = 10_000,
     senders: int = 100,
     rate: float = 0.0,
@@ -217,6 +221,7 @@ def run_bench(
     max_block_txs: int = 5_000,
     timeout_s: float = 300.0,
     keep: Path | None = None,
+    log_level: str = "warning",
 ) -> BenchResult:
     """Run one benchmark on a fresh single-validator network and return the figures."""
     per_sender = max(1, transactions // senders)
@@ -226,11 +231,12 @@ def run_bench(
     txs = _presign(keys, per_sender, recipient)
     with tempfile.TemporaryDirectory(prefix="civic-bench-") as tmp:
         home = keep or Path(tmp)
-        port = _free_port()
-        config = create_single_validator_network(
-            home / "node0",
-            chain_id=LOCALNET_CHAIN_ID,
-            port=port,
+        api_ports = [_free_port() for _ in range(validators)]
+        configs = create_network(
+            home,
+            validators=validators,
+            api_ports=api_ports,
+            p2p_ports=[_free_port() for _ in range(validators)],
             passphrase=secrets.token_urlsafe(12),
             balances=tuple((k.address, 10**9) for k in keys),
             params=ConsensusParams(
@@ -239,40 +245,49 @@ def run_bench(
                 max_block_txs=max_block_txs,
             ),
         )
-        log = (home / "node0" / "node.log").open("wb")
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "civicledger",
-                "node",
-                "start",
-                "--config",
-                str(config),
-                "--log-level",
-                "warning",
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        url = f"http://127.0.0.1:{port}"
+        processes = []
+        for config in configs:
+            with (config.parent / "node.log").open("wb") as log:
+                processes.append(
+                    subprocess.Popen(
+                        [
+                            sys.executable,
+                            "-m",
+                            "civicledger",
+                            "node",
+                            "start",
+                            "--config",
+                            str(config),
+                            "--log-level",
+                            log_level,
+                        ],
+                        stdout=log,
+                        stderr=subprocess.STDOUT,
+                    )
+                )
+        urls = [f"http://127.0.0.1:{p}" for p in api_ports]
         try:
-            _wait_ready(url, process)
-            cpu_before = _proc_cpu_seconds(process.pid)
+            for url, process in zip(urls, processes, strict=True):
+                _wait_ready(url, process)
+            cpu_before = [_proc_cpu_seconds(p.pid) for p in processes]
             wall_before = time.perf_counter()
             submitted, committed, rejected, blocks = asyncio.run(
-                _drive(url, txs, rate=rate, concurrency=concurrency, timeout_s=timeout_s)
+                _drive(urls, txs, rate=rate, concurrency=concurrency, timeout_s=timeout_s)
             )
             wall = time.perf_counter() - wall_before
-            cpu = _proc_cpu_seconds(process.pid) - cpu_before
-            rss = _proc_rss_mb(process.pid)
+            cpu = max(
+                _proc_cpu_seconds(p.pid) - before
+                for p, before in zip(processes, cpu_before, strict=True)
+            )
+            rss = max(_proc_rss_mb(p.pid) for p in processes)
         finally:
-            process.terminate()
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-            log.close()
+            for process in processes:
+                process.terminate()
+            for process in processes:
+                try:
+                    process.wait(timeout=15)
+                except subprocess.TimeoutExpired:
+                    process.kill()
     latencies = sorted((committed[t] - s) * 1000 for t, s in submitted.items() if t in committed)
     first_submit = min(submitted.values()) if submitted else 0.0
     last_commit = max(committed.values()) if committed else first_submit
@@ -286,7 +301,7 @@ def run_bench(
     if len(latencies) < len(txs) - rejected:
         notes.append(f"{len(txs) - rejected - len(latencies)} transactions not seen committed")
     return BenchResult(
-        validators=1,
+        validators=validators,
         transactions=len(txs),
         committed=len(latencies),
         rejected=rejected,

@@ -591,7 +591,7 @@ def test_decode_block_round_trip(count: int) -> None:
     txs = _transactions(count)
     header = make_header(validators, tx_root=compute_tx_root(txs))
     block = Block(header, tuple(txs))
-    assert block.to_value() == [header.to_value(), [tx.to_value() for tx in txs]]
+    assert block.to_value() == [header.to_value(), [tx.encoded for tx in txs]]
     decoded = decode_block(block.encoded)
     assert decoded == block
     assert decoded.hash == header.hash
@@ -611,14 +611,16 @@ def test_decode_block_refuses_bad_shapes() -> None:
         [header.to_value(), [], []],
         [header.to_value(), None],
         [header.to_value()[:8], []],
-        [header.to_value(), [tx.to_value()[:8]]],
+        [header.to_value(), [encode(tx.to_value()[:8])]],
+        # Transactions as values rather than their encodings are refused.
+        [header.to_value(), [tx.to_value()]],
     ):
         with pytest.raises(DecodeError):
             decode_block(encode(value))
     bad_tx = tx.to_value()
     bad_tx[6] = 0  # fuel limit out of range
     with pytest.raises(InvalidTransaction):
-        decode_block(encode([header.to_value(), [bad_tx]]))
+        decode_block(encode([header.to_value(), [encode(bad_tx)]]))
 
 
 def test_decode_block_refuses_oversized_input() -> None:

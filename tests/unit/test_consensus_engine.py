@@ -503,6 +503,45 @@ def test_skips_to_a_round_with_f_plus_1_votes_l55_and_decides_an_earlier_round_l
     assert decide.commit.round == 0  # type: ignore[attr-defined]
 
 
+def test_proposal_from_another_than_the_rounds_proposer_is_ignored() -> None:
+    hand = Hand()
+    hand.start()
+    forged = hand.block(2, 1, 0)
+    assert hand.proposal(2, 0, forged) == []  # round 0 is validator 1's
+    assert hand.proposal(3, 0, hand.block(3, 1, 0)) == []
+    assert the_vote(hand.timeout(STEP_PROPOSE, 0), PREVOTE).block_hash == NIL
+
+
+def test_invalid_block_is_neither_prevoted_nor_locked_even_with_a_polka() -> None:
+    hand = Hand()
+    hand.start()
+    a = hand.block(1, 1, 0)
+    hand.app.rejected.add(a.hash)
+    assert the_vote(hand.proposal(1, 0, a), PREVOTE).block_hash == NIL
+    # 2f+1 others prevote it anyway: L36 still needs valid(v).
+    effects = hand.votes(PREVOTE, 0, a.hash, [1, 2, 3])
+    assert sent_votes(effects) == []
+    assert hand.engine.locked_round == -1 and hand.engine.valid_round == -1
+    assert the_vote(hand.timeout(STEP_PREVOTE, 0), PRECOMMIT).block_hash == NIL
+    # Nor is it decided by 2f+1 precommits.
+    effects = hand.votes(PRECOMMIT, 0, a.hash, [1, 2, 3])
+    assert not [e for e in effects if type(e).__name__ == "Decide"]
+
+
+def test_timeouts_of_an_earlier_round_or_step_are_ignored() -> None:
+    hand = Hand()
+    hand.start()
+    hand.votes(PREVOTE, 1, NIL, [2, 3])  # f+1 in round 1: skip to it
+    assert hand.engine.round == 1
+    assert hand.timeout(STEP_PROPOSE, 0) == []
+    assert hand.timeout(STEP_PREVOTE, 0) == []
+    assert hand.timeout(STEP_PRECOMMIT, 0) == []
+    assert hand.timeout(STEP_PREVOTE, 1) == []  # still in the propose step
+    assert hand.engine.round == 1
+    b = hand.block(2, 1, 1)
+    assert the_vote(hand.proposal(2, 1, b), PREVOTE).block_hash == b.hash
+
+
 @pytest.mark.xfail(
     strict=True,
     reason="engine.py keeps locked_value/locked_round only in memory: a validator restarted "
@@ -653,7 +692,7 @@ CRASH_RESTART = "crash-restart"
 
 
 @settings(
-    max_examples=30,
+    max_examples=300,
     deadline=None,
     derandomize=True,
     database=None,
@@ -664,7 +703,7 @@ def test_random_schedules_keep_agreement_validity_and_liveness(data: st.DataObje
     n = data.draw(st.sampled_from([4, 5, 7]), label="n")
     f = (n - 1) // 3
     seed = data.draw(st.integers(0, 2**32 - 1), label="seed")
-    max_delay = data.draw(st.integers(2, 150), label="max_delay_ms")
+    max_delay = data.draw(st.integers(2, 400), label="max_delay_ms")
     drop_prob = data.draw(st.sampled_from([0.0, 0.05, 0.2, 0.5]), label="drop_prob")
     dup_prob = data.draw(st.sampled_from([0.0, 0.1, 0.3]), label="dup_prob")
     heal_ms = data.draw(st.integers(0, 3_000), label="heal_ms")

@@ -362,7 +362,8 @@ def build() -> dict[str, Any]:
         validator_set_hash=three_hash,
     )
     hash1 = block_hash(header1)
-    block1 = [header1, [_enc_decode_tx(tx) for tx in txs]]
+    # The body holds each transaction's own encoding as a byte string.
+    block1 = [header1, [cle_encode(_enc_decode_tx(tx)) for tx in txs]]
 
     commit_all = commit_items(1, 0, hash1, [1, 2, 3])
     commit_23 = commit_items(1, 0, hash1, [2, 3])
@@ -567,7 +568,7 @@ def build() -> dict[str, Any]:
 
 
 def _enc_decode_tx(tx: dict[str, Any]) -> list[Any]:
-    """The 9 items of a generated transaction (the block body holds values, not bytes)."""
+    """The 9 items of a generated transaction."""
     fields = tx["fields"]
     return [
         fields["chain_id"],

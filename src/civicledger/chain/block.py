@@ -15,7 +15,7 @@ from typing import Any
 
 from civicledger.chain.merkle import compute_root
 from civicledger.chain.receipt import Receipt
-from civicledger.chain.transaction import Transaction, transaction_from_value
+from civicledger.chain.transaction import Transaction, decode_transaction
 from civicledger.crypto.hashing import DOMAIN_BLOCK, DOMAIN_VOTE_SIGN, sha256, tagged_hash
 from civicledger.crypto.keys import KeyPair, compute_address, is_valid_signature
 from civicledger.encoding import Value, decode, encode
@@ -362,7 +362,9 @@ class Block:
     _encoded: bytes = field(default=b"", compare=False, repr=False)
 
     def to_value(self) -> list[Value]:
-        return [self.header.to_value(), [tx.to_value() for tx in self.transactions]]
+        # Each transaction as its encoding (bytes): decoding a block then yields every
+        # transaction's exact bytes, to hash and check without encoding it again.
+        return [self.header.to_value(), [tx.encoded for tx in self.transactions]]
 
     @property
     def encoded(self) -> bytes:
@@ -386,5 +388,9 @@ def decode_block(data: bytes) -> Block:
     if not isinstance(value, list) or len(value) != 2 or not isinstance(value[1], list):
         raise DecodeError("a block is a [header, transactions] pair")
     header = Header.from_value(value[0])
-    txs = tuple(transaction_from_value(item) for item in value[1])
-    return Block(header, txs, bytes(data))
+    txs = []
+    for item in value[1]:
+        if not isinstance(item, bytes):
+            raise DecodeError("a block's transactions are their encodings (bytes)")
+        txs.append(decode_transaction(item))
+    return Block(header, tuple(txs), bytes(data))

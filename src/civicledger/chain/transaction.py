@@ -172,12 +172,10 @@ def decode_transaction(data: bytes) -> Transaction:
             f"transaction is {len(data)} bytes, the limit is {MAX_TX_SIZE}", code="too_large"
         )
     value = decode(data)
-    tx = transaction_from_value(value)
-    object.__setattr__(tx, "_encoded", bytes(data))
-    return tx
+    return transaction_from_value(value, encoded=bytes(data))
 
 
-def transaction_from_value(value: Value) -> Transaction:
+def transaction_from_value(value: Value, *, encoded: bytes = b"") -> Transaction:
     if not isinstance(value, list) or len(value) != 9:
         raise DecodeError("a transaction is a list of 9 items")
     chain_id, sender, nonce, contract, method, args, fuel_limit, expiry, signature = value
@@ -205,9 +203,11 @@ def transaction_from_value(value: Value) -> Transaction:
         fuel_limit=fuel_limit,
         expiry=expiry,
         signature=parse_signature(signature),
+        _encoded=encoded,
     )
     validate_transaction_fields(tx)
-    if len(encode(args)) > MAX_ARGS_SIZE:
+    # The arguments are part of the transaction: only a large one needs measuring.
+    if len(tx.encoded) > MAX_ARGS_SIZE and len(encode(args)) > MAX_ARGS_SIZE:
         raise InvalidTransaction(f"arguments exceed {MAX_ARGS_SIZE} bytes", code="too_large")
     return tx
 

@@ -14,7 +14,7 @@ __all__ = ["bench"]
 
 
 @click.command()
-@click.option("--validators", default=1, show_default=True, type=click.IntRange(1, 1))
+@click.option("--validators", default=4, show_default=True, type=click.IntRange(1, 16))
 @click.option("--transactions", default=10_000, show_default=True, type=click.IntRange(1))
 @click.option("--senders", default=100, show_default=True, type=click.IntRange(1, 10_000))
 @click.option("--rate", default=0.0, show_default=True, help="Target tx/s (0: flat out).")
@@ -35,6 +35,7 @@ def bench(
 
     try:
         result = run_bench(
+            validators=validators,
             transactions=transactions,
             senders=senders,
             rate=rate,

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import secrets
+import shutil
 import signal
 import subprocess
 import sys
-import time
+import threading
 from pathlib import Path
 
 import click
@@ -16,7 +17,10 @@ from civicledger.chain.genesis import load_genesis
 from civicledger.cli.common import CliError, LedgerGroup
 from civicledger.crypto.keystore import resolve_passphrase
 from civicledger.node.config import load_config
-from civicledger.node.localnet import LOCALNET_CHAIN_ID, create_single_validator_network
+from civicledger.node.localnet import (
+    create_network,
+    create_single_validator_network,
+)
 from civicledger.node.verify import verify_chain
 from civicledger.storage.sqlite import BlockStore
 
@@ -78,95 +82,108 @@ def node_start(config_path: Path, log_level: str) -> None:
     run_node(config_path)
 
 
-def _status_line(url: str) -> str:
+def _status_line(name: str, url: str) -> str:
     try:
         status = httpx.get(f"{url}/v1/status", timeout=2).json()
     except (httpx.HTTPError, ValueError):
-        return f"{url}  (not answering)"
+        return f"{name} {url}  (not answering)"
     head = status["head"]
+    consensus = status.get("consensus") or {}
     return (
-        f"{url}  height {head['height']}  block {head['hash'][:12]}  "
-        f"mempool {status['mempool']['size']}"
+        f"{name} {url}  height {head['height']}  round {consensus.get('round', '-')}  "
+        f"peers {consensus.get('peers', '-')}  mempool {status['mempool']['size']}  "
+        f"block {head['hash'][:12]}"
     )
 
 
 @click.command()
-@click.option("--validators", default=1, show_default=True, type=click.IntRange(1, 64))
+@click.option("--validators", default=4, show_default=True, type=click.IntRange(1, 32))
 @click.option(
     "--home",
     type=click.Path(file_okay=False, path_type=Path),
     default=Path(".civic/localnet"),
     show_default=True,
-    help="Folder of the local network (reused if it exists).",
+    help="Folder of the local network (reused if it exists with the same size).",
 )
-@click.option("--port", default=8545, show_default=True, type=click.IntRange(1, 65535))
+@click.option(
+    "--port",
+    default=8545,
+    show_default=True,
+    type=click.IntRange(1, 65000),
+    help="API port of node0; node i listens on port + i.",
+)
+@click.option(
+    "--p2p-port",
+    default=26656,
+    show_default=True,
+    type=click.IntRange(1, 65000),
+    help="P2P port of node0; node i listens on p2p-port + i.",
+)
 @click.option("--reset", is_flag=True, help="Delete the local network first.")
-def up(validators: int, home: Path, port: int, reset: bool) -> None:
-    """Start a local network and show its status until Ctrl-C."""
-    if validators != 1:
-        raise CliError("this version runs single-validator networks only; use --validators 1")
+def up(validators: int, home: Path, port: int, p2p_port: int, reset: bool) -> None:
+    """Start a local network of VALIDATORS nodes and show its status until Ctrl-C."""
     home = home.resolve()
-    node_home = home / "node0"
     if reset and home.exists():
-        import shutil
-
         shutil.rmtree(home)
-    if not (node_home / "config.toml").exists():
-        click.echo(f"creating a local network in {home}")
-        create_single_validator_network(
-            node_home,
-            chain_id=LOCALNET_CHAIN_ID,
-            port=port,
+    existing = sorted(home.glob("node*/config.toml"))
+    if existing and len(existing) != validators:
+        raise CliError(
+            f"{home} holds a network of {len(existing)} nodes; use --validators "
+            f"{len(existing)} or --reset"
+        )
+    if not existing:
+        click.echo(f"creating a local network of {validators} validators in {home}")
+        existing = create_network(
+            home,
+            validators=validators,
+            api_ports=[port + i for i in range(validators)],
+            p2p_ports=[p2p_port + i for i in range(validators)],
             passphrase=secrets.token_urlsafe(16),
         )
-    config = load_config(node_home / "config.toml")
-    url = f"http://{config.api.host}:{config.api.port}"
-    log_path = node_home / "node.log"
-    with log_path.open("ab") as log_file:
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "civicledger",
-                "node",
-                "start",
-                "--config",
-                str(node_home / "config.toml"),
-            ],
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-        )
-    stopping = False
-
-    def stop(*_: object) -> None:
-        nonlocal stopping
-        stopping = True
-
-    signal.signal(signal.SIGTERM, stop)
-    click.echo(f"node0 API: {url}   (log: {log_path})")
-    click.echo(f"keys: {node_home / 'keys'}  (passphrase in {node_home / 'passphrase'})")
-    click.echo(
-        "try:  export CIVIC_HOME="
-        + str(node_home)
-        + " CIVIC_PASSPHRASE_FILE="
-        + str(node_home / "passphrase")
-    )
+    processes: list[tuple[str, str, subprocess.Popen[bytes], Path]] = []
+    for config_path in existing:
+        config = load_config(config_path)
+        log_path = config_path.parent / "node.log"
+        with log_path.open("ab") as log_file:
+            process = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "civicledger",
+                    "node",
+                    "start",
+                    "--config",
+                    str(config_path),
+                ],
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+            )
+        url = f"http://{config.api.host}:{config.api.port}"
+        processes.append((config.name, url, process, log_path))
+        click.echo(f"{config.name} API: {url}   log: {log_path}")
+    stopping = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stopping.set())
+    node0 = existing[0].parent
+    click.echo(f"try:  export CIVIC_HOME={node0} CIVIC_PASSPHRASE_FILE={node0 / 'passphrase'}")
     click.echo("      civic account mint --key issuer --to <address> --amount 100")
     click.echo("Ctrl-C stops the network")
     try:
-        while not stopping:
-            if process.poll() is not None:
-                raise CliError(f"node0 exited with status {process.returncode}; see {log_path}")
-            click.echo(_status_line(url))
-            for _ in range(20):
-                if stopping or process.poll() is not None:
-                    break
-                time.sleep(0.1)
+        while not stopping.is_set():
+            for name, _url, process, log_path in processes:
+                if process.poll() is not None:
+                    raise CliError(
+                        f"{name} exited with status {process.returncode}; see {log_path}"
+                    )
+            for name, url, _, _ in processes:
+                click.echo(_status_line(name, url))
+            stopping.wait(2.0)
     except KeyboardInterrupt:
         pass
     finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGINT)
+        for _, _, process, _ in processes:
+            if process.poll() is None:
+                process.send_signal(signal.SIGINT)
+        for _, _, process, _ in processes:
             try:
                 process.wait(timeout=15)
             except subprocess.TimeoutExpired:

@@ -104,6 +104,8 @@ class ConsensusDriver:
         self._sync_requested_at = 0.0
         self._last_commit_ms = clock()
         self._start_handle: asyncio.TimerHandle | None = None
+        self._start_due = 0.0
+        self._height_started_ms = 0
         self._waiting_to_start = False
         self._tasks: list[asyncio.Task[None]] = []
         self.running = False
@@ -148,6 +150,7 @@ class ConsensusDriver:
         if self._start_handle is not None:
             self._start_handle.cancel()
         self._waiting_to_start = True
+        self._start_due = self._loop.time() + delay_ms / 1000
         self._start_handle = self._loop.call_later(delay_ms / 1000, self._maybe_start_height)
 
     def _maybe_start_height(self) -> None:
@@ -172,7 +175,8 @@ class ConsensusDriver:
         else:
             delay = (params.block_interval_ms - idle_ms) / 1000
         # Look again later, unless a check is already due.
-        if self._start_handle is None or self._start_handle.when() <= self._loop.time():
+        if self._start_handle is None or self._start_due <= self._loop.time():
+            self._start_due = self._loop.time() + delay
             self._start_handle = self._loop.call_later(delay, self._maybe_start_height)
 
     def _start_height(self) -> None:
@@ -181,6 +185,7 @@ class ConsensusDriver:
             self._start_handle.cancel()
             self._start_handle = None
         self._own_messages = []
+        self._height_started_ms = self.clock()
         height = self.node.next_height
         effects = self.engine.start_height(height, self.node.validators)
         self._execute(effects)
@@ -237,7 +242,15 @@ class ConsensusDriver:
         for timer in self._timers:
             timer.cancel()
         self._timers = []
-        self._last_commit_ms = self.clock()
+        now = self.clock()
+        log.info(
+            "committed block %d (round %d, %d txs) %d ms after its height started",
+            block.height,
+            commit.round,
+            len(block.transactions),
+            now - self._height_started_ms,
+        )
+        self._last_commit_ms = now
         self.metrics.inc("blocks_committed_total")
         self.metrics.set("head_height", block.height)
         self._send_status()
@@ -280,6 +293,10 @@ class ConsensusDriver:
 
     def on_connect(self, peer: Peer) -> None:
         self._send_status_to(peer)
+        if self.peers is not None and not self._waiting_to_start:
+            for message in self._own_messages:
+                kind = "proposal" if isinstance(message, Proposal) else "vote"
+                self.peers.send(peer, kind, message.to_value())
 
     def _seen(self, signature: bytes) -> bool:
         if signature in self._verified:
@@ -290,6 +307,15 @@ class ConsensusDriver:
         return False
 
     def _on_consensus_message(self, peer: Peer | None, msg_type: str, payload: Value) -> None:
+        # A message already seen (gossip repeats) costs a lookup, not a decode.
+        if (
+            isinstance(payload, list)
+            and payload
+            and isinstance(payload[-1], bytes)
+            and payload[-1] in self._verified
+            and not self._waiting_to_start
+        ):
+            return
         message: Proposal | Vote
         message = (
             Proposal.from_value(payload) if msg_type == "proposal" else Vote.from_value(payload)
@@ -325,11 +351,13 @@ class ConsensusDriver:
         self._execute(effects)
 
     def _rebroadcast(self) -> None:
+        """Re-send our votes of this height (cheap), repairing messages lost to a full
+        queue or a broken link; a proposal is re-sent to a peer when it (re)connects."""
         if self.peers is None or self._waiting_to_start:
             return
         for message in self._own_messages[-16:]:
-            kind = "proposal" if isinstance(message, Proposal) else "vote"
-            self.peers.broadcast(kind, message.to_value())
+            if isinstance(message, Vote):
+                self.peers.broadcast("vote", message.to_value())
 
     # -- transactions --------------------------------------------------------------
 

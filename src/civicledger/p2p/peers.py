@@ -282,7 +282,7 @@ class PeerManager:
                 else:
                     peer.queued_bytes -= len(frame)
                 await peer.conn.send(frame)
-        except (ConnectionError, OSError):
+        except (ConnectionError, OSError, RuntimeError):
             self._drop(peer, "connection lost")
         except LedgerError as exc:
             self._drop(peer, exc.message)
