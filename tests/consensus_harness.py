@@ -252,14 +252,17 @@ class Simulation:
         min_delay_ms: int = 1,
         max_delay_ms: int = 50,
         drop_prob: float = 0.0,
-        drop_until_ms: int | None = None,
+        heal_ms: int | None = None,
         dup_prob: float = 0.0,
+        slow_prob: float = 0.0,
+        slow_max_delay_ms: int = 2_000,
         timeouts: TimeoutConfig | None = None,
         next_height_delay_ms: int = 10,
         gossip_interval_ms: int | None = 200,
         sync_after_ms: int | None = 1_000,
         max_height: int | None = None,
         split: tuple[Iterable[int], Iterable[int]] | None = None,
+        random_split: bool = False,
         crash_on_record: Callable[[int, RecordSigned], bool] | None = None,
         link_filter: Callable[[int, int, Message], bool] | None = None,
         verify_signatures: bool = True,
@@ -272,14 +275,21 @@ class Simulation:
         self.timeouts = timeouts or fast_timeouts()
         self.min_delay_ms = min_delay_ms
         self.max_delay_ms = max_delay_ms
+        #: Before ``heal_ms`` (None: forever) messages are dropped with ``drop_prob`` and
+        #: take the slow tail with ``slow_prob``; after it the network is well behaved.
         self.drop_prob = drop_prob
-        self.drop_until_ms = drop_until_ms
+        self.heal_ms = heal_ms
         self.dup_prob = dup_prob
+        #: With this probability a message takes up to ``slow_max_delay_ms`` (a heavy tail).
+        self.slow_prob = slow_prob
+        self.slow_max_delay_ms = slow_max_delay_ms
         self.next_height_delay_ms = next_height_delay_ms
         self.gossip_interval_ms = gossip_interval_ms
         self.sync_after_ms = sync_after_ms
         self.max_height = max_height
         self.split = split
+        #: Byzantine nodes pick new halves for every message (else: fixed halves).
+        self.random_split = random_split
         #: Called on every RecordSigned: returning True crashes the node right after the
         #: record is durable, before the signed message leaves.
         self.crash_on_record = crash_on_record
@@ -481,13 +491,15 @@ class Simulation:
         ):
             self.messages_dropped += 1
             return
-        dropping = self.drop_until_ms is None or self.now < self.drop_until_ms
-        if dropping and self.drop_prob and self.rng.random() < self.drop_prob:
+        unruly = self.heal_ms is None or self.now < self.heal_ms
+        if unruly and self.drop_prob and self.rng.random() < self.drop_prob:
             self.messages_dropped += 1
             return
         copies = 2 if self.dup_prob and self.rng.random() < self.dup_prob else 1
         for _ in range(copies):
             delay = self.rng.randint(self.min_delay_ms, self.max_delay_ms)
+            if unruly and self.slow_prob and self.rng.random() < self.slow_prob:
+                delay = self.rng.randint(self.max_delay_ms, self.slow_max_delay_ms)
             self._push(self.now + delay, "deliver", (src, dst, message))
 
     def _verify(self, message: Message) -> bool:
@@ -686,6 +698,8 @@ class Simulation:
     def _halves(self, others: list[int]) -> tuple[list[int], list[int]]:
         if self.split is not None:
             return list(self.split[0]), list(self.split[1])
+        if self.random_split:
+            others = self.rng.sample(others, len(others))
         middle = (len(others) + 1) // 2
         return others[:middle], others[middle:]
 

@@ -10,6 +10,7 @@ single signature; the BFT engine produces the same structure with many. Specifie
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -381,7 +382,9 @@ class Block:
         return self.header.height
 
 
-def decode_block(data: bytes) -> Block:
+def decode_block(data: bytes, known: Callable[[Hash32], Transaction | None] | None = None) -> Block:
+    """Decode a block; ``known`` may supply already-decoded transactions by id (a node's
+    mempool), which are then not decoded again."""
     if len(data) > MAX_BLOCK_SIZE:
         raise DecodeError(f"block of {len(data)} bytes exceeds {MAX_BLOCK_SIZE}")
     value = decode(data)
@@ -392,5 +395,6 @@ def decode_block(data: bytes) -> Block:
     for item in value[1]:
         if not isinstance(item, bytes):
             raise DecodeError("a block's transactions are their encodings (bytes)")
-        txs.append(decode_transaction(item))
+        tx = known(sha256(item)) if known is not None else None
+        txs.append(tx if tx is not None and tx.encoded == item else decode_transaction(item))
     return Block(header, tuple(txs), bytes(data))

@@ -317,9 +317,11 @@ class ConsensusDriver:
         ):
             return
         message: Proposal | Vote
-        message = (
-            Proposal.from_value(payload) if msg_type == "proposal" else Vote.from_value(payload)
-        )
+        if msg_type == "proposal":
+            # Transactions our mempool holds are reused, not decoded again.
+            message = Proposal.from_value(payload, self.node.mempool.get)
+        else:
+            message = Vote.from_value(payload)
         height = message.height
         next_height = self.node.next_height
         if height < next_height:

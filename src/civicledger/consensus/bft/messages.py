@@ -10,9 +10,11 @@ Specified in ``docs/spec/consensus.md``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from civicledger.chain.block import PRECOMMIT, Block, decode_block, vote_signing_bytes
+from civicledger.chain.transaction import Transaction
 from civicledger.crypto.keys import KeyPair, is_valid_signature
 from civicledger.encoding import Value, encode
 from civicledger.errors import DecodeError
@@ -146,7 +148,9 @@ class Proposal:
         ]
 
     @classmethod
-    def from_value(cls, value: Value) -> Proposal:
+    def from_value(
+        cls, value: Value, known: Callable[[Hash32], Transaction | None] | None = None
+    ) -> Proposal:
         if not isinstance(value, list) or len(value) != 6:
             raise DecodeError("a proposal is a list of 6 items")
         height, round_, block, pol_round, proposer, signature = value
@@ -161,7 +165,7 @@ class Proposal:
         return cls(
             _nonneg(height, "proposal height"),
             _nonneg(round_, "proposal round", MAX_ROUND),
-            decode_block(block),
+            decode_block(block, known),
             pol_round,
             parse_public_key(proposer),
             parse_signature(signature),
