@@ -58,15 +58,14 @@ from civicledger.types import Address, Hash32, PublicKey
 
 __all__ = [
     "CHAIN_ID",
-    "PRECOMMIT",
-    "PREVOTE",
-    "Decision",
-    "nil_or",
     "DOUBLE_PROPOSE",
     "DOUBLE_SIGN",
     "GENESIS_HASH",
     "HONEST",
+    "PRECOMMIT",
+    "PREVOTE",
     "SILENT",
+    "Decision",
     "FakeApp",
     "Message",
     "SimNode",
@@ -75,6 +74,7 @@ __all__ = [
     "make_block",
     "make_keys",
     "make_validator_set",
+    "nil_or",
     "step_of",
 ]
 
@@ -720,9 +720,10 @@ class Simulation:
         ).hash
 
     def _note_proposal(self, proposal: Proposal) -> None:
-        if proposal.proposer == self.validators.compute_proposer(
-            proposal.height, proposal.round
-        ).public_key:
+        if (
+            proposal.proposer
+            == self.validators.compute_proposer(proposal.height, proposal.round).public_key
+        ):
             slots = self.proposed.setdefault(proposal.block_hash, [])
             slots.append((proposal.height, proposal.round))
 
@@ -755,7 +756,9 @@ class Simulation:
                 )
         node.app.set_head(height, block.hash)
         self._push(
-            self.now + self.next_height_delay_ms, "start", (node.index, node.incarnation, height + 1)
+            self.now + self.next_height_delay_ms,
+            "start",
+            (node.index, node.incarnation, height + 1),
         )
 
     def _valid_for_honest(self, block: Block) -> bool:
@@ -818,4 +821,3 @@ class Simulation:
 
 def nil_or(block_hash: bytes) -> str:
     return "nil" if block_hash == NIL else block_hash.hex()[:12]
-

@@ -12,20 +12,6 @@ from __future__ import annotations
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
-from civicledger.chain.block import Block, ValidatorSet
-from civicledger.consensus.bft.engine import (
-    STEP_PRECOMMIT,
-    STEP_PREVOTE,
-    STEP_PROPOSE,
-    Broadcast,
-    Effect,
-    RecordSigned,
-    ScheduleTimeout,
-    Tendermint,
-)
-from civicledger.consensus.bft.messages import NIL, PRECOMMIT, PREVOTE, Proposal, Vote
-from civicledger.crypto.keys import KeyPair
 from tests.consensus_harness import (
     CHAIN_ID,
     DOUBLE_PROPOSE,
@@ -40,6 +26,20 @@ from tests.consensus_harness import (
     make_validator_set,
     step_of,
 )
+
+from civicledger.chain.block import Block, ValidatorSet
+from civicledger.consensus.bft.engine import (
+    STEP_PRECOMMIT,
+    STEP_PREVOTE,
+    STEP_PROPOSE,
+    Broadcast,
+    Effect,
+    RecordSigned,
+    ScheduleTimeout,
+    Tendermint,
+)
+from civicledger.consensus.bft.messages import NIL, PRECOMMIT, PREVOTE, Proposal, Vote
+from civicledger.crypto.keys import KeyPair
 
 # -- helpers -----------------------------------------------------------------------
 
@@ -301,9 +301,7 @@ def test_double_proposer_cannot_break_agreement() -> None:
 )
 def test_double_proposer_every_honest_node_decides_when_gossip_delivers_all() -> None:
     # Without block sync: the engine must finish each height from the messages alone.
-    sim = Simulation(
-        4, seed=18, byzantine={1: DOUBLE_PROPOSE}, max_height=4, sync_after_ms=None
-    )
+    sim = Simulation(4, seed=18, byzantine={1: DOUBLE_PROPOSE}, max_height=4, sync_after_ms=None)
     run_to(sim, 4, 60_000, nodes=[0, 2, 3])
     assert_agreement_and_commits(sim, 4)
 

@@ -32,10 +32,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, TypeVar
 
+from civicledger.chain.block import ValidatorSet
 from civicledger.chain.receipt import Event
 from civicledger.encoding import Value, decode, encode
 from civicledger.errors import ContractError, EncodeError, OutOfFuel
 from civicledger.state.overlay import StateReader, TxOverlay
+from civicledger.state.system import VALIDATORS_KEY
 from civicledger.types import ADDRESS_SIZE, Address, Hash32, PublicKey
 
 __all__ = [
@@ -73,6 +75,9 @@ MAX_EVENTS = 64
 MAX_EVENT_SIZE = 4 * 1024
 
 F = TypeVar("F", bound=Callable[..., Value])
+
+#: Contracts allowed to write ``$sys/`` state.
+SYSTEM_WRITERS = frozenset({"governance"})
 
 
 def call(fn: F) -> F:
@@ -140,6 +145,20 @@ class ViewContext:
         self.fuel.charge(FUEL_READ)
         return self._reader.get(self._key(key)) is not None
 
+    def get_validators(self) -> ValidatorSet:
+        """The validator set in force (read-only for every contract)."""
+        raw = self._reader.get(VALIDATORS_KEY)
+        self.fuel.charge(FUEL_READ + (len(raw) if raw else 0))
+        if raw is None:
+            raise ContractError("the state holds no validator set")
+        return ValidatorSet.from_value(decode(raw))
+
+    def get_system(self, key: bytes) -> Value:
+        """A ``$sys/`` state value (read-only), or ``None``."""
+        raw = self._reader.get(key)
+        self.fuel.charge(FUEL_READ + (len(raw) if raw else 0))
+        return None if raw is None else decode(raw)
+
     def require(self, condition: object, message: str, code: str = "requirement_failed") -> None:
         """Fail the call with ``message`` unless ``condition`` holds."""
         if not condition:
@@ -186,6 +205,17 @@ class Context(ViewContext):
     def delete(self, key: str) -> None:
         self.fuel.charge(FUEL_WRITE)
         self._overlay.delete(self._key(key))
+
+    def set_system(self, key: bytes, value: Value) -> None:
+        """Write a ``$sys/`` key: only the governance contract may (validators, nodes)."""
+        if self.contract not in SYSTEM_WRITERS:
+            raise ContractError(f"contract {self.contract!r} may not change system state")
+        raw = encode(value)
+        self.fuel.charge(FUEL_WRITE + 10 * len(raw))
+        if value is None:
+            self._overlay.delete(key)
+        else:
+            self._overlay.set(key, raw)
 
     def emit(self, name: str, **data: Value) -> None:
         size = len(encode(data))

@@ -6,6 +6,7 @@ from civicledger.contracts.base import Contract
 from civicledger.contracts.system.accounts import Accounts
 from civicledger.contracts.system.documents import Documents
 from civicledger.contracts.system.evidence import Evidence
+from civicledger.contracts.system.governance import Governance
 from civicledger.errors import ContractError
 
 __all__ = ["ContractRegistry", "default_registry"]
@@ -26,4 +27,4 @@ class ContractRegistry:
 
 
 def default_registry() -> ContractRegistry:
-    return ContractRegistry([Accounts(), Documents(), Evidence()])
+    return ContractRegistry([Accounts(), Documents(), Evidence(), Governance()])

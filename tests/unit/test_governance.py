@@ -1,0 +1,148 @@
+"""Governance on chain: validator-set changes and the node allowlist."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from civicledger.chain.transaction import Transaction
+from civicledger.crypto.keys import KeyPair
+from civicledger.node.node import Node
+from civicledger.node.verify import verify_chain
+from civicledger.state.system import get_allowed_nodes
+
+NEW = KeyPair.from_seed(b"n" * 32)
+
+
+class Chain:
+    """Drives a single-validator node: each call is one transaction in its own block."""
+
+    def __init__(self, node: Node, sign: Callable[..., Transaction], key: KeyPair) -> None:
+        self.node, self.sign, self.key = node, sign, key
+        self.time = node.head.time_ms
+
+    def call(self, method: str, args: dict, key: KeyPair | None = None) -> dict:
+        key = key or self.key
+        tx = self.sign(key, self.node.get_nonce(key.address), "governance", method, args)
+        self.node.submit(tx.encoded)
+        return self.block()[0]
+
+    def block(self) -> list[dict]:
+        self.time += 1000
+        block = self.node.produce_block(self.time)
+        assert block is not None
+        return [r.to_json() for r in self.node.get_receipts(block.height)]
+
+
+def test_a_single_validator_cannot_add_a_second_at_equal_power(node, sign, validator_key):
+    chain = Chain(node, sign, validator_key)
+    receipt = chain.call(
+        "propose", {"action": "add_validator", "public_key": NEW.public_key, "power": 1}
+    )
+    assert receipt["status"] == "failed"
+    assert receipt["error_code"] == "no_quorum"
+
+
+def test_raise_own_power_then_add_a_validator(node, sign, validator_key, tmp_path):
+    chain = Chain(node, sign, validator_key)
+    receipt = chain.call(
+        "propose", {"action": "set_power", "public_key": validator_key.public_key, "power": 10}
+    )
+    assert receipt["status"] == "ok", receipt
+    assert receipt["result"]["status"] == "applied"
+    applied_at = node.head.height
+    # Not yet in force for the next block: changes take effect two blocks later.
+    assert node.validators.get_power(validator_key.public_key) == 1
+    chain.block()
+    assert node.head.height == applied_at + 1
+    assert node.validators.get_power(validator_key.public_key) == 10
+    old_hash = node.head.validator_set_hash
+
+    receipt = chain.call(
+        "propose", {"action": "add_validator", "public_key": NEW.public_key, "power": 1}
+    )
+    assert receipt["result"]["status"] == "applied"
+    chain.block()
+    assert node.validators.get_power(NEW.public_key) == 1
+    chain.block()
+    assert node.head.validator_set_hash != old_hash
+    assert node.head.validator_set_hash == node.validators.hash
+
+    # The whole history, with its changing validator sets, still verifies.
+    report = verify_chain(node.store, node.genesis)
+    assert report.ok, report.problem
+
+
+def test_only_validators_propose_and_a_proposal_is_approved_once(node, sign, validator_key):
+    chain = Chain(node, sign, validator_key)
+    outsider = KeyPair.from_seed(b"o" * 32)
+    receipt = chain.call(
+        "propose", {"action": "allow_node", "public_key": NEW.public_key}, key=outsider
+    )
+    assert receipt["error_code"] == "permission_denied"
+
+
+def test_allow_and_disallow_a_node(node, sign, validator_key):
+    chain = Chain(node, sign, validator_key)
+    assert NEW.public_key not in get_allowed_nodes(node.committed)
+    receipt = chain.call("propose", {"action": "allow_node", "public_key": NEW.public_key})
+    assert receipt["result"] == {"id": 1, "status": "applied"}
+    assert NEW.public_key in get_allowed_nodes(node.committed)
+    chain.call("propose", {"action": "disallow_node", "public_key": NEW.public_key})
+    assert NEW.public_key not in get_allowed_nodes(node.committed)
+    # Validators are always allowed.
+    assert validator_key.public_key in get_allowed_nodes(node.committed)
+
+
+def test_removing_the_last_validator_is_refused(node, sign, validator_key):
+    chain = Chain(node, sign, validator_key)
+    receipt = chain.call(
+        "propose", {"action": "remove_validator", "public_key": validator_key.public_key}
+    )
+    assert receipt["error_code"] == "no_quorum"
+
+
+def test_bad_proposals_are_refused(node, sign, validator_key):
+    chain = Chain(node, sign, validator_key)
+    bad = [
+        ({"action": "explode", "public_key": NEW.public_key}, "bad_argument"),
+        ({"action": "set_power", "public_key": NEW.public_key, "power": 5}, "not_found"),
+        ({"action": "add_validator", "public_key": b"short", "power": 1}, "bad_argument"),
+        ({"action": "add_validator", "public_key": NEW.public_key, "power": 0}, "bad_argument"),
+    ]
+    for args, code in bad:
+        receipt = chain.call("propose", args)
+        assert receipt["error_code"] == code, (args, receipt)
+    missing = chain.call("approve", {"id": 99})
+    assert missing["error_code"] == "not_found"
+
+
+def test_a_change_needs_more_than_two_thirds_of_the_power(make_genesis, sign):
+    from civicledger.contracts.registry import default_registry
+    from civicledger.execution.executor import BlockEnv, execute_transactions
+    from civicledger.state.system import NEXT_VALIDATORS_KEY
+
+    keys = [KeyPair.from_seed(bytes([0x70 + i]) * 32) for i in range(4)]
+    state = dict(make_genesis(validators=keys).initial_state())
+    registry = default_registry()
+    target = keys[3].public_key
+    statuses = []
+    for height, key in enumerate(keys[:3], start=1):
+        if height == 1:
+            args = {"action": "set_power", "public_key": target, "power": 2}
+            tx = sign(key, 0, "governance", "propose", args)
+        else:
+            tx = sign(key, 0, "governance", "approve", {"id": 1})
+        result = execute_transactions(
+            registry, state, BlockEnv("test-1", height, 1_000 * height), [tx]
+        )
+        (receipt,) = result.receipts
+        assert receipt.ok, receipt
+        statuses.append(receipt.result)
+        for k, v in result.changes.items():
+            if v is None:
+                state.pop(k, None)
+            else:
+                state[k] = v
+    # 1 of 4, then 2 of 4: still open; 3 of 4 (> 2/3): applied, due two blocks later.
+    assert statuses == [{"id": 1, "status": "open"}, "open", "applied"]
+    assert NEXT_VALIDATORS_KEY in state
