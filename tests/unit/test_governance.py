@@ -124,7 +124,7 @@ def test_a_change_needs_more_than_two_thirds_of_the_power(make_genesis, sign):
     keys = [KeyPair.from_seed(bytes([0x70 + i]) * 32) for i in range(4)]
     state = dict(make_genesis(validators=keys).initial_state())
     registry = default_registry()
-    target = keys[3].public_key
+    target = keys[0].public_key
     statuses = []
     for height, key in enumerate(keys[:3], start=1):
         if height == 1:
