@@ -30,6 +30,7 @@ step).
 from __future__ import annotations
 
 import heapq
+import inspect
 import random
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -74,6 +75,7 @@ __all__ = [
     "make_block",
     "make_keys",
     "make_validator_set",
+    "restarted_engine",
     "nil_or",
     "step_of",
 ]
@@ -145,6 +147,23 @@ def make_block(
     return Block(header, ())
 
 
+def restarted_engine(
+    chain_id: str,
+    app: FakeApp,
+    key: KeyPair,
+    timeouts: TimeoutConfig,
+    last_signed: tuple[int, int, int],
+    last_record: RecordSigned | None,
+) -> Tendermint:
+    """A new engine for a restarted validator, given what it recorded durably: the last
+    signed (height, round, step), and the whole last record if the engine takes it back."""
+    if last_record is not None and "restored" in inspect.signature(Tendermint).parameters:
+        return Tendermint(
+            chain_id, app, key, timeouts, last_signed=last_signed, restored=last_record
+        )  # type: ignore[call-arg, unused-ignore]
+    return Tendermint(chain_id, app, key, timeouts, last_signed=last_signed)
+
+
 def step_of(message: Message) -> int:
     if isinstance(message, Proposal):
         return STEP_PROPOSE
@@ -209,6 +228,8 @@ class SimNode:
     #: The durable record of the last signature (what a restart is given).
     last_signed: tuple[int, int, int] = (0, -1, 0)
     records: list[tuple[int, int, int]] = field(default_factory=list)
+    #: The last RecordSigned effect itself (it may carry more than the triple, e.g. a lock).
+    last_record: RecordSigned | None = None
     #: (time, incarnation, message) of every message its engine broadcast.
     sent: list[tuple[int, int, Message]] = field(default_factory=list)
     decisions: dict[int, Decision] = field(default_factory=dict)
@@ -403,8 +424,8 @@ class Simulation:
         node.alive = True
         node.incarnation += 1
         node.restarts.append((self.now, node.last_signed))
-        node.engine = Tendermint(
-            CHAIN_ID, node.app, node.key, self.timeouts, last_signed=node.last_signed
+        node.engine = restarted_engine(
+            CHAIN_ID, node.app, node.key, self.timeouts, node.last_signed, node.last_record
         )
         node.buffer.clear()
         node.known.clear()
@@ -631,6 +652,7 @@ class Simulation:
                 f"node {node.index} records {record} at or below its last {node.last_signed}"
             )
         node.last_signed = record
+        node.last_record = effect
         node.records.append(record)
         if self.crash_on_record is not None and self.crash_on_record(node.index, effect):
             self.crash(node.index)

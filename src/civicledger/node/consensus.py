@@ -31,7 +31,7 @@ from civicledger.consensus.bft.engine import (
 )
 from civicledger.consensus.bft.messages import Proposal, Vote
 from civicledger.encoding import Value, decode, encode
-from civicledger.errors import DecodeError, InvalidBlock, LedgerError
+from civicledger.errors import CorruptionError, DecodeError, InvalidBlock, LedgerError
 from civicledger.metrics import Metrics
 from civicledger.node.node import Node
 from civicledger.p2p.peers import Peer, PeerManager
@@ -53,6 +53,44 @@ TX_GOSSIP_INTERVAL = 0.01
 REBROADCAST_INTERVAL = 1.0
 STATUS_INTERVAL = 1.0
 VERIFIED_CACHE = 100_000
+
+
+def encode_signed_record(record: RecordSigned) -> bytes:
+    """``[height, round, step, locked_round, locked_block, valid_round, valid_block]`` with
+    blocks as their encodings (empty bytes for none)."""
+    return encode(
+        [
+            record.height,
+            record.round,
+            record.step,
+            record.locked_round,
+            record.locked_block.encoded if record.locked_block else b"",
+            record.valid_round,
+            record.valid_block.encoded if record.valid_block else b"",
+        ]
+    )
+
+
+def load_signed_record(raw: bytes | None) -> RecordSigned | None:
+    if raw is None:
+        return None
+    value = decode(raw)
+    if not isinstance(value, list) or len(value) != 7:
+        raise CorruptionError("the stored record of the last signature is damaged")
+    height, round_, step, locked_round, locked, valid_round, valid = value
+    if not all(isinstance(x, int) for x in (height, round_, step, locked_round, valid_round)):
+        raise CorruptionError("the stored record of the last signature is damaged")
+    if not isinstance(locked, bytes) or not isinstance(valid, bytes):
+        raise CorruptionError("the stored record of the last signature is damaged")
+    return RecordSigned(
+        height,  # type: ignore[arg-type]
+        round_,  # type: ignore[arg-type]
+        step,  # type: ignore[arg-type]
+        locked_round,  # type: ignore[arg-type]
+        decode_block(locked) if locked else None,
+        valid_round,  # type: ignore[arg-type]
+        decode_block(valid) if valid else None,
+    )
 
 
 def wall_clock_ms() -> int:
@@ -86,14 +124,15 @@ class ConsensusDriver:
         self.peers = peers
         self.metrics = metrics or Metrics()
         self.clock = clock
-        stored = node.store.get_meta("last_signed")
-        last_signed = (0, -1, 0)
-        if stored is not None:
-            value = decode(stored)
-            assert isinstance(value, list) and len(value) == 3
-            last_signed = (int(value[0]), int(value[1]), int(value[2]))  # type: ignore[arg-type]
+        restored = load_signed_record(node.store.get_meta("last_signed"))
+        last = (restored.height, restored.round, restored.step) if restored else (0, -1, 0)
         self.engine = Tendermint(
-            node.chain_id, _App(self), node.validator_key, timeouts, last_signed=last_signed
+            node.chain_id,
+            _App(self),
+            node.validator_key,
+            timeouts,
+            last_signed=last,
+            restored=restored,
         )
         self._loop: asyncio.AbstractEventLoop | None = None
         self._timers: list[asyncio.TimerHandle] = []
@@ -200,9 +239,7 @@ class ConsensusDriver:
         for effect in effects:
             if isinstance(effect, RecordSigned):
                 # Durable before the signed message can leave this node.
-                self.node.store.set_meta(
-                    "last_signed", encode([effect.height, effect.round, effect.step])
-                )
+                self.node.store.set_meta("last_signed", encode_signed_record(effect))
             elif isinstance(effect, Broadcast):
                 message = effect.message
                 self._own_messages.append(message)

@@ -87,11 +87,20 @@ class TimeoutConfig:
 
 @dataclass(frozen=True, slots=True)
 class RecordSigned:
-    """Durably record that we are about to sign at (height, round, step)."""
+    """Durably record that we are about to sign at (height, round, step), with our lock.
+
+    A validator restarted mid-height must remember its lock as well as its last
+    signature: forgetting that it precommitted a block could let it prevote another
+    one in a later round, and with others doing the same, two blocks could be decided.
+    """
 
     height: int
     round: int
     step: int
+    locked_round: int = -1
+    locked_block: Block | None = None
+    valid_round: int = -1
+    valid_block: Block | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,6 +186,7 @@ class Tendermint:
         timeouts: TimeoutConfig | None = None,
         *,
         last_signed: tuple[int, int, int] = (0, -1, 0),
+        restored: RecordSigned | None = None,
     ) -> None:
         self.chain_id = chain_id
         self.app = app
@@ -196,6 +206,8 @@ class Tendermint:
         self.started = False
         self.rounds: dict[int, _RoundState] = {}
         self._validity: dict[Hash32, bool] = {}
+        #: The lock recorded before a restart, restored when its height starts again.
+        self._restored = restored
 
     # -- helpers -----------------------------------------------------------------------
 
@@ -240,10 +252,21 @@ class Tendermint:
             return []
         self.last_signed = (self.height, self.round, step)
         vote = Vote.sign(self.key, self.chain_id, vote_type, self.height, self.round, block_hash)
-        effects: list[Effect] = [RecordSigned(self.height, self.round, step), Broadcast(vote)]
+        effects: list[Effect] = [self._record(self.round, step), Broadcast(vote)]
         # Count our own vote like anyone else's.
         effects += self._add_vote(vote)
         return effects
+
+    def _record(self, round_: int, step: int) -> RecordSigned:
+        return RecordSigned(
+            self.height,
+            round_,
+            step,
+            self.locked_round,
+            self.locked_value,
+            self.valid_round,
+            self.valid_value,
+        )
 
     # -- events ------------------------------------------------------------------------
 
@@ -261,6 +284,11 @@ class Tendermint:
         self.rounds = {}
         self._validity = {}
         self.started = True
+        restored = self._restored
+        if restored is not None and restored.height == height:
+            self.locked_round, self.locked_value = restored.locked_round, restored.locked_block
+            self.valid_round, self.valid_value = restored.valid_round, restored.valid_block
+        self._restored = None
         return self._start_round(0)
 
     def _start_round(self, round_: int) -> list[Effect]:
@@ -276,8 +304,16 @@ class Tendermint:
                 proposal = Proposal.sign(
                     self.key, self.chain_id, self.height, round_, block, self.valid_round
                 )
-                effects += [RecordSigned(self.height, round_, STEP_PROPOSE), Broadcast(proposal)]
+                effects += [self._record(round_, STEP_PROPOSE), Broadcast(proposal)]
                 effects += self._add_proposal(proposal)
+            else:
+                # We proposed in this round before a restart and may not sign again:
+                # wait for the proposal (peers re-send it) like everyone else.
+                effects.append(
+                    ScheduleTimeout(
+                        STEP_PROPOSE, self.height, round_, self.timeouts.propose(round_)
+                    )
+                )
         else:
             effects.append(
                 ScheduleTimeout(STEP_PROPOSE, self.height, round_, self.timeouts.propose(round_))
