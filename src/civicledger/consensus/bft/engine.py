@@ -47,6 +47,10 @@ STEP_PRECOMMIT = 3
 _STEP_OF_VOTE = {PREVOTE: STEP_PREVOTE, PRECOMMIT: STEP_PRECOMMIT}
 #: Votes or proposals further ahead than this many rounds are ignored (bounded memory).
 MAX_ROUNDS_AHEAD = 10
+#: An equivocating validator's votes count for at most this many blocks per round and type.
+MAX_VOTES_PER_VALIDATOR = 2
+#: At most this many different proposals are kept per round (an equivocating proposer).
+MAX_PROPOSALS_PER_ROUND = 2
 
 
 class Application(Protocol):
@@ -144,21 +148,36 @@ Effect = RecordSigned | Broadcast | ScheduleTimeout | Decide | Equivocation
 
 @dataclass(slots=True)
 class _VoteSet:
-    """The votes of one type in one round: at most one per validator."""
+    """The votes of one type in one round.
 
+    Each validator counts once toward ``total`` (any vote), but toward every block it
+    voted for: an equivocating validator's two votes both count, each for its own block,
+    as in the paper, where a message counts for the value it carries. This is safe (two
+    quorums still share an honest validator) and keeps honest nodes able to decide
+    whatever a quorum signed, whichever of the two votes reached them first. A validator
+    counts for at most ``MAX_VOTES_PER_VALIDATOR`` different blocks (bounded memory).
+    """
+
+    #: Each validator's first vote.
     votes: dict[PublicKey, Vote] = field(default_factory=dict)
+    by_block: dict[Hash32, dict[PublicKey, Vote]] = field(default_factory=dict)
     power_by_block: dict[Hash32, int] = field(default_factory=dict)
     total: int = 0
 
     def add(self, vote: Vote, power: int) -> Vote | None:
         """Add ``vote``; return the conflicting earlier vote if the validator equivocates."""
+        voters = self.by_block.setdefault(vote.block_hash, {})
+        if vote.validator in voters:
+            return None  # a duplicate
         previous = self.votes.get(vote.validator)
-        if previous is not None:
-            return previous if previous.block_hash != vote.block_hash else None
-        self.votes[vote.validator] = vote
+        if previous is None:
+            self.votes[vote.validator] = vote
+            self.total += power
+        elif sum(vote.validator in v for v in self.by_block.values()) >= MAX_VOTES_PER_VALIDATOR:
+            return previous
+        voters[vote.validator] = vote
         self.power_by_block[vote.block_hash] = self.power_by_block.get(vote.block_hash, 0) + power
-        self.total += power
-        return None
+        return previous
 
     def power_for(self, block_hash: Hash32) -> int:
         return self.power_by_block.get(block_hash, 0)
@@ -166,7 +185,10 @@ class _VoteSet:
 
 @dataclass(slots=True)
 class _RoundState:
+    #: The first proposal received: the one we prevote on (L22, L28).
     proposal: Proposal | None = None
+    #: Every proposal of the round by its block hash (L36 and L49 look a block up here).
+    proposals: dict[Hash32, Proposal] = field(default_factory=dict)
     prevotes: _VoteSet = field(default_factory=_VoteSet)
     precommits: _VoteSet = field(default_factory=_VoteSet)
     # "for the first time" guards of L34, L36, L47.
@@ -334,9 +356,15 @@ class Tendermint:
 
     def _add_proposal(self, proposal: Proposal) -> list[Effect]:
         state = self._round(proposal.round)
-        if state.proposal is not None:
-            return []  # first proposal wins; a second one is the proposer's fault
-        state.proposal = proposal
+        if proposal.block_hash in state.proposals:
+            return []
+        if len(state.proposals) >= MAX_PROPOSALS_PER_ROUND:
+            return []
+        # We prevote on the first; a second one (the proposer equivocated) is kept in
+        # case a quorum forms around it.
+        state.proposals[proposal.block_hash] = proposal
+        if state.proposal is None:
+            state.proposal = proposal
         return self._evaluate()
 
     def on_vote(self, vote: Vote) -> list[Effect]:
@@ -393,13 +421,9 @@ class Tendermint:
 
         # L49-54: a proposal of any round with 2f+1 precommits for it decides.
         for rr, state in sorted(self.rounds.items()):
-            p = state.proposal
-            if (
-                p is not None
-                and self._quorum(state.precommits.power_for(p.block_hash))
-                and self._valid(p.block)
-            ):
-                return self._decide(p, rr, state)
+            for p in state.proposals.values():
+                if self._quorum(state.precommits.power_for(p.block_hash)) and self._valid(p.block):
+                    return self._decide(p, rr, state)
 
         # L55-56: f+1 messages of a higher round make us skip to it.
         for rr in sorted(self.rounds):
@@ -440,14 +464,22 @@ class Tendermint:
             current.prevote_timeout_scheduled = True
             return [ScheduleTimeout(STEP_PREVOTE, h, r, self.timeouts.prevote(r))]
 
+        polka = next(
+            (
+                p
+                for p in current.proposals.values()
+                if self._quorum(current.prevotes.power_for(p.block_hash))
+            ),
+            None,
+        )
         if (
-            proposal is not None
+            polka is not None
             and self.step >= STEP_PREVOTE
             and not current.locked_on_36
-            and self._quorum(current.prevotes.power_for(proposal.block_hash))
-            and self._valid(proposal.block)
+            and self._valid(polka.block)
         ):
             # L36-43.
+            proposal = polka
             current.locked_on_36 = True
             effects: list[Effect] = []
             if self.step == STEP_PREVOTE:
@@ -481,8 +513,7 @@ class Tendermint:
         signatures = sorted(
             (
                 CommitSignature(v.validator, v.signature)
-                for v in state.precommits.votes.values()
-                if v.block_hash == block_hash
+                for v in state.precommits.by_block[block_hash].values()
             ),
             key=lambda s: s.public_key,
         )
