@@ -153,6 +153,7 @@ class LocalNetwork:
         block_interval_ms: int = 100,
         empty_block_interval_ms: int = 0,
         timeouts: TimeoutConfig | None = None,
+        allowed_nodes: tuple[bytes, ...] = (),
     ) -> None:
         api_ports = [free_port() for _ in range(validators)]
         p2p_ports = [free_port() for _ in range(validators)]
@@ -176,6 +177,7 @@ class LocalNetwork:
                 prevote_delta_ms=250,
                 precommit_delta_ms=250,
             ),
+            allowed_nodes=allowed_nodes,  # type: ignore[arg-type]
         )
         self.nodes = [
             NodeProcess(c, a, p) for c, a, p in zip(configs, api_ports, p2p_ports, strict=True)

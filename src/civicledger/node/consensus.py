@@ -143,7 +143,6 @@ class ConsensusDriver:
         self._sync_requested_at = 0.0
         self._last_commit_ms = clock()
         self._start_handle: asyncio.TimerHandle | None = None
-        self._start_due = 0.0
         self._height_started_ms = 0
         self._waiting_to_start = False
         self._tasks: list[asyncio.Task[None]] = []
@@ -189,8 +188,11 @@ class ConsensusDriver:
         if self._start_handle is not None:
             self._start_handle.cancel()
         self._waiting_to_start = True
-        self._start_due = self._loop.time() + delay_ms / 1000
-        self._start_handle = self._loop.call_later(delay_ms / 1000, self._maybe_start_height)
+        self._start_handle = self._loop.call_later(delay_ms / 1000, self._on_start_timer)
+
+    def _on_start_timer(self) -> None:
+        self._start_handle = None
+        self._maybe_start_height()
 
     def _maybe_start_height(self) -> None:
         """Start the next height a block interval after the last commit, once there are
@@ -202,21 +204,16 @@ class ConsensusDriver:
         params = self.node.genesis.params
         idle_ms = self.clock() - self._last_commit_ms
         if idle_ms >= params.block_interval_ms:
-            empty_interval = params.empty_block_interval_ms
-            if (
-                len(self.node.mempool)
-                or self._buffer
-                or (empty_interval and idle_ms >= empty_interval)
-            ):
+            empty = params.empty_block_interval_ms
+            if len(self.node.mempool) or self._buffer or (empty and idle_ms >= empty):
                 self._start_height()
                 return
             delay = 0.05
         else:
-            delay = (params.block_interval_ms - idle_ms) / 1000
-        # Look again later, unless a check is already due.
-        if self._start_handle is None or self._start_due <= self._loop.time():
-            self._start_due = self._loop.time() + delay
-            self._start_handle = self._loop.call_later(delay, self._maybe_start_height)
+            delay = max(0.001, (params.block_interval_ms - idle_ms) / 1000)
+        # Look again later, unless a look is already scheduled.
+        if self._start_handle is None:
+            self._start_handle = self._loop.call_later(delay, self._on_start_timer)
 
     def _start_height(self) -> None:
         self._waiting_to_start = False

@@ -19,7 +19,7 @@ from civicledger.consensus.bft.engine import TimeoutConfig
 from civicledger.crypto.keystore import Keystore
 from civicledger.node.config import ApiConfig, NodeConfig, render_config
 from civicledger.p2p.peers import P2PConfig
-from civicledger.types import Address
+from civicledger.types import Address, PublicKey
 
 __all__ = ["LOCALNET_CHAIN_ID", "create_network", "create_single_validator_network"]
 
@@ -43,6 +43,7 @@ def create_network(
     balances: tuple[tuple[Address, int], ...] = (),
     params: ConsensusParams | None = None,
     timeouts: TimeoutConfig | None = None,
+    allowed_nodes: tuple[PublicKey, ...] = (),
 ) -> list[Path]:
     """Write a network of ``validators`` nodes under ``home``; return their config paths."""
     if len(api_ports) != validators or len(p2p_ports) != validators:
@@ -63,6 +64,7 @@ def create_network(
         issuers=(issuer_key.address,),
         balances=balances,
         params=params or ConsensusParams(),
+        nodes=allowed_nodes,
     )
     genesis_text = json.dumps(genesis.to_json(), indent=2) + "\n"
     configs = []
