@@ -399,6 +399,21 @@ class Simulation:
         """From ``start_ms`` until ``end_ms`` (None: forever) only nodes of one group talk."""
         self.partitions.append(([frozenset(g) for g in groups], start_ms, end_ms))
 
+    def flaky_network(self, until_ms: int, min_window_ms: int = 50, max_window_ms: int = 500) -> None:
+        """Until ``until_ms``, a new random partition (2 or 3 groups; sometimes none) in
+        each window of random length: views of a round split often."""
+        start = self.now
+        while start < until_ms:
+            end = min(until_ms, start + self.rng.randint(min_window_ms, max_window_ms))
+            order = self.rng.sample(range(self.n), self.n)
+            parts = self.rng.choice([1, 2, 2, 3])
+            cuts = sorted(self.rng.sample(range(1, self.n), parts - 1)) if parts > 1 else []
+            bounds = [0, *cuts, self.n]
+            groups = [order[a:b] for a, b in zip(bounds, bounds[1:], strict=False)]
+            if len(groups) > 1:
+                self.partition(groups, start, end)
+            start = end
+
     def crash(self, index: int, at_ms: int | None = None) -> None:
         """Stop the node: it receives nothing and its timers are void. In-flight messages
         it already sent still arrive."""

@@ -8,8 +8,9 @@ from civicledger import __version__
 from civicledger.cli.bench import bench
 from civicledger.cli.chain import account, block, doc, receipt, tx
 from civicledger.cli.common import LedgerGroup
+from civicledger.cli.deploy import genesis, init
 from civicledger.cli.keys import keys
-from civicledger.cli.node import init, node, up, verify
+from civicledger.cli.node import node, up, verify
 
 
 @click.group(cls=LedgerGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -18,7 +19,7 @@ def cli() -> None:
     """Civic Ledger: a distributed ledger for public administrations."""
 
 
-for command in (keys, init, node, up, verify, tx, doc, account, block, receipt, bench):
+for command in (keys, init, genesis, node, up, verify, tx, doc, account, block, receipt, bench):
     cli.add_command(command)
 
 

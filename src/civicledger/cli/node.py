@@ -15,46 +15,14 @@ import httpx
 
 from civicledger.chain.genesis import load_genesis
 from civicledger.cli.common import CliError, LedgerGroup
-from civicledger.crypto.keystore import resolve_passphrase
 from civicledger.node.config import load_config
 from civicledger.node.localnet import (
     create_network,
-    create_single_validator_network,
 )
 from civicledger.node.verify import verify_chain
 from civicledger.storage.sqlite import BlockStore
 
-__all__ = ["init", "node", "up", "verify"]
-
-
-@click.command()
-@click.option(
-    "--home",
-    type=click.Path(file_okay=False, path_type=Path),
-    required=True,
-    help="Folder to create for the node.",
-)
-@click.option("--chain-id", required=True, help="Name of the new network.")
-@click.option("--port", default=8545, show_default=True, type=click.IntRange(1, 65535))
-@click.option(
-    "--passphrase-file",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    required=True,
-    help="First line: the passphrase that encrypts the node's keys.",
-)
-def init(home: Path, chain_id: str, port: int, passphrase_file: Path) -> None:
-    """Create a new single-validator network in HOME (keys, genesis.json, config.toml)."""
-    if (home / "config.toml").exists():
-        raise CliError(f"{home} already holds a node (config.toml exists)")
-    passphrase = resolve_passphrase(file=passphrase_file, prompt=False)
-    path = create_single_validator_network(
-        home, chain_id=chain_id, port=port, passphrase=passphrase
-    )
-    (home / "passphrase").unlink()  # the operator keeps their own passphrase file
-    text = path.read_text().replace('passphrase_file = "passphrase"\n', "")
-    path.write_text(text)
-    click.echo(f"created {path}; start it with: civic node start --config {path}")
-    click.echo("set CIVIC_PASSPHRASE_FILE or CIVIC_PASSPHRASE to unlock the validator key")
+__all__ = ["node", "up", "verify"]
 
 
 @click.group(cls=LedgerGroup)
