@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import heapq
 import inspect
+import itertools
 import random
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -75,8 +76,8 @@ __all__ = [
     "make_block",
     "make_keys",
     "make_validator_set",
-    "restarted_engine",
     "nil_or",
+    "restarted_engine",
     "step_of",
 ]
 
@@ -399,7 +400,9 @@ class Simulation:
         """From ``start_ms`` until ``end_ms`` (None: forever) only nodes of one group talk."""
         self.partitions.append(([frozenset(g) for g in groups], start_ms, end_ms))
 
-    def flaky_network(self, until_ms: int, min_window_ms: int = 50, max_window_ms: int = 500) -> None:
+    def flaky_network(
+        self, until_ms: int, min_window_ms: int = 50, max_window_ms: int = 500
+    ) -> None:
         """Until ``until_ms``, a new random partition (2 or 3 groups; sometimes none) in
         each window of random length: views of a round split often."""
         start = self.now
@@ -409,7 +412,7 @@ class Simulation:
             parts = self.rng.choice([1, 2, 2, 3])
             cuts = sorted(self.rng.sample(range(1, self.n), parts - 1)) if parts > 1 else []
             bounds = [0, *cuts, self.n]
-            groups = [order[a:b] for a, b in zip(bounds, bounds[1:], strict=False)]
+            groups = [order[a:b] for a, b in itertools.pairwise(bounds)]
             if len(groups) > 1:
                 self.partition(groups, start, end)
             start = end
@@ -515,9 +518,9 @@ class Simulation:
 
     def _can_talk(self, src: int, dst: int) -> bool:
         for groups, start, end in self.partitions:
-            if start <= self.now and (end is None or self.now < end):
-                if not any(src in g and dst in g for g in groups):
-                    return False
+            active = start <= self.now and (end is None or self.now < end)
+            if active and not any(src in g and dst in g for g in groups):
+                return False
         return True
 
     def _send(self, src: int, dst: int, message: Message) -> None:
