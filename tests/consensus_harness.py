@@ -285,6 +285,7 @@ class Simulation:
         max_height: int | None = None,
         split: tuple[Iterable[int], Iterable[int]] | None = None,
         random_split: bool = False,
+        junk_votes: int = 0,
         crash_on_record: Callable[[int, RecordSigned], bool] | None = None,
         link_filter: Callable[[int, int, Message], bool] | None = None,
         verify_signatures: bool = True,
@@ -312,6 +313,9 @@ class Simulation:
         self.split = split
         #: Byzantine nodes pick new halves for every message (else: fixed halves).
         self.random_split = random_split
+        #: A double signer also signs this many votes for made-up blocks, sent to the
+        #: first half just before its real vote.
+        self.junk_votes = junk_votes
         #: Called on every RecordSigned: returning True crashes the node right after the
         #: record is durable, before the signed message leaves.
         self.crash_on_record = crash_on_record
@@ -523,7 +527,7 @@ class Simulation:
                 return False
         return True
 
-    def _send(self, src: int, dst: int, message: Message) -> None:
+    def _send(self, src: int, dst: int, message: Message, extra_delay_ms: int = 0) -> None:
         self.messages_sent += 1
         if not self._can_talk(src, dst) or (
             self.link_filter is not None and not self.link_filter(src, dst, message)
@@ -539,7 +543,7 @@ class Simulation:
             delay = self.rng.randint(self.min_delay_ms, self.max_delay_ms)
             if unruly and self.slow_prob and self.rng.random() < self.slow_prob:
                 delay = self.rng.randint(self.max_delay_ms, self.slow_max_delay_ms)
-            self._push(self.now + delay, "deliver", (src, dst, message))
+            self._push(self.now + delay + extra_delay_ms, "deliver", (src, dst, message))
 
     def _verify(self, message: Message) -> bool:
         if not self.verify_signatures:
@@ -707,8 +711,22 @@ class Simulation:
                 self._other_hash(node, message),
             )
             self.byzantine_messages.append(alt)
+            junk = [
+                Vote.sign(
+                    node.key,
+                    CHAIN_ID,
+                    message.type,
+                    message.height,
+                    message.round,
+                    sha256(b"junk/%d/" % k + message.signature),
+                )
+                for k in range(self.junk_votes)
+            ]
+            self.byzantine_messages += junk
             for i in first:
-                self._send(node.index, i, message)
+                for vote in junk:  # they arrive first: the real vote comes a bit later
+                    self._send(node.index, i, vote)
+                self._send(node.index, i, message, extra_delay_ms=self.max_delay_ms)
             for i in second:
                 self._send(node.index, i, alt)
         elif node.behaviour == DOUBLE_PROPOSE and isinstance(message, Proposal):

@@ -341,3 +341,107 @@ def _wait_ready(url: str, process: subprocess.Popen[bytes], timeout_s: float = 6
             pass
         time.sleep(0.1)
     raise RuntimeError(f"the benchmark node did not answer at {url} within {timeout_s} s")
+
+
+@dataclass(slots=True)
+class FailoverResult:
+    validators: int
+    trials: int
+    #: Seconds from SIGKILL of the next proposer to the next committed block, per trial.
+    resume_s: list[float]
+    propose_timeout_ms: int
+
+
+def measure_failover(
+    *, validators: int = 4, trials: int = 3, block_interval_ms: int = 200
+) -> FailoverResult:
+    """Kill the next proposer of a live network and time how long until the chain resumes.
+
+    The others wait for its proposal until the propose timeout, then move to the next
+    round with the next proposer: the resume time is dominated by that timeout.
+    """
+    import signal
+
+    from civicledger.consensus.bft.engine import TimeoutConfig
+
+    timeouts = TimeoutConfig()
+    with tempfile.TemporaryDirectory(prefix="civic-failover-") as tmp:
+        api_ports = [_free_port() for _ in range(validators)]
+        configs = create_network(
+            Path(tmp),
+            validators=validators,
+            api_ports=api_ports,
+            p2p_ports=[_free_port() for _ in range(validators)],
+            passphrase=secrets.token_urlsafe(12),
+            params=ConsensusParams(
+                block_interval_ms=block_interval_ms, empty_block_interval_ms=block_interval_ms
+            ),
+            timeouts=timeouts,
+        )
+        urls = [f"http://127.0.0.1:{p}" for p in api_ports]
+
+        def launch(config: Path) -> subprocess.Popen[bytes]:
+            with (config.parent / "node.log").open("ab") as log:
+                return subprocess.Popen(
+                    [
+                        sys.executable,
+                        "-m",
+                        "civicledger",
+                        "node",
+                        "start",
+                        "--config",
+                        str(config),
+                        "--log-level",
+                        "warning",
+                    ],
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                )
+
+        processes = [launch(c) for c in configs]
+        resume: list[float] = []
+        try:
+            for url, process in zip(urls, processes, strict=True):
+                _wait_ready(url, process)
+            addresses = [httpx.get(f"{u}/v1/status", timeout=5).json()["validator"] for u in urls]
+            keys = [
+                v["address"]
+                for v in httpx.get(f"{urls[0]}/v1/validators", timeout=5).json()["validators"]
+            ]
+            for _ in range(trials):
+                head = _wait_height(urls[0], _height(urls[0]) + 2)
+                # The proposer of round 0 of the next height (equal powers: round robin).
+                victim = addresses.index(keys[(head + 1) % len(keys)])
+                others = [u for i, u in enumerate(urls) if i != victim]
+                processes[victim].send_signal(signal.SIGKILL)
+                killed_at = time.perf_counter()
+                processes[victim].wait()
+                start = max(_height(u) for u in others)
+                _wait_height(others[0], start + 1)
+                resume.append(round(time.perf_counter() - killed_at, 3))
+                processes[victim] = launch(configs[victim])
+                _wait_ready(urls[victim], processes[victim])
+                _wait_height(urls[victim], _height(others[0]))
+        finally:
+            for process in processes:
+                process.terminate()
+            for process in processes:
+                try:
+                    process.wait(timeout=15)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+    return FailoverResult(validators, trials, resume, timeouts.propose_ms)
+
+
+def _height(url: str) -> int:
+    return int(httpx.get(f"{url}/v1/status", timeout=5).json()["head"]["height"])
+
+
+def _wait_height(url: str, height: int, timeout_s: float = 60.0) -> int:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        current = _height(url)
+        if current >= height:
+            return current
+        time.sleep(0.01)
+    raise RuntimeError(f"{url} did not reach height {height} within {timeout_s} s")

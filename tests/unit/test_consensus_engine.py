@@ -338,7 +338,24 @@ def test_double_signer_every_honest_node_decides_when_gossip_delivers_all() -> N
     run_to(sim, 3, 60_000, nodes=[1, 2, 3])
 
 
-def test_double_signer_cannot_stall_the_network() -> None:
+@pytest.mark.parametrize(
+    "junk_votes",
+    [
+        pytest.param(0, id="two-votes"),
+        pytest.param(
+            1,
+            id="three-votes",
+            marks=pytest.mark.xfail(
+                strict=True,
+                reason="engine.py MAX_VOTES_PER_VALIDATOR = 2: a validator that first sends 1 "
+                "and 2 a vote for a made-up block and then its nil has used up its two votes "
+                "there, so its prevote for A is refused when gossip brings it and the network "
+                "stalls as with one vote per validator (1 faulty of 5)",
+            ),
+        ),
+    ],
+)
+def test_double_signer_cannot_stall_the_network(junk_votes: int) -> None:
     byzantine = 0
 
     def link(src: int, dst: int, message: Message) -> bool:
@@ -357,12 +374,13 @@ def test_double_signer_cannot_stall_the_network() -> None:
         split=([1, 2], [3, 4]),  # its real vote to 1 and 2, the conflicting one to 3 and 4
         link_filter=link,
         max_height=3,
+        junk_votes=junk_votes,
     )
     assert sim.proposer_index(1, 0) == 1
     # 3 and 4 see 1, 3, 4 and the double signer prevote A: they lock on A in round 0.
-    # 1 and 2 get the double signer's nil first; unless they also count its prevote for
-    # A when gossip brings it, they never accept A's proof of lock (L28) while 3 and 4
-    # prevote nil for anything else.
+    # 1 and 2 get the double signer's nil first (after junk votes, if any); unless they
+    # also count its prevote for A when gossip brings it, they never accept A's proof of
+    # lock (L28) while 3 and 4 prevote nil for anything else: no decision ever again.
     run_to(sim, 3, 60_000)
     assert_agreement_and_commits(sim, 3)
 
@@ -764,7 +782,7 @@ CRASH_RESTART = "crash-restart"
 
 
 @settings(
-    max_examples=120,
+    max_examples=1500,
     deadline=None,
     derandomize=True,
     database=None,
@@ -786,6 +804,7 @@ def test_random_schedules_keep_agreement_validity_and_liveness(data: st.DataObje
     heal_ms = data.draw(st.integers(0, 4_000), label="heal_ms")
     drops_heal = data.draw(st.booleans(), label="network heals")
     gossip_ms = data.draw(st.sampled_from([100, 300, 1_000]), label="gossip_interval_ms")
+    junk_votes = data.draw(st.sampled_from([0, 0, 1]), label="double signers' junk votes")
     candidates = data.draw(st.permutations(range(n)), label="fault order")
     wanted = data.draw(st.integers(0, n), label="faults wanted")
     faulty: list[int] = []
@@ -818,6 +837,7 @@ def test_random_schedules_keep_agreement_validity_and_liveness(data: st.DataObje
         slow_prob=slow_prob,
         gossip_interval_ms=gossip_ms,
         random_split=True,
+        junk_votes=junk_votes,
         max_height=target,
     )
     for i, kind in faults.items():
@@ -837,8 +857,9 @@ def test_random_schedules_keep_agreement_validity_and_liveness(data: st.DataObje
     # Liveness is owed when the faulty power is at most f (always, here) and the network
     # heals: no drops, no slow tail, no partition after heal_ms. Stragglers left behind by
     # an equivocator catch up by block sync (see the xfail tests for the engine alone).
-    # Not yet with double signers: see test_double_signer_cannot_stall_the_network.
-    liveness_owed = drops_heal and DOUBLE_SIGN not in kinds
+    # Not yet with double signers that sign more than two votes: see
+    # test_double_signer_cannot_stall_the_network[three-votes].
+    liveness_owed = drops_heal and not (junk_votes and DOUBLE_SIGN in kinds)
     restarted = [i for i, k in faults.items() if k == CRASH_RESTART]
     owed = [node.index for node in sim.honest_nodes() if node.index not in faults]
 

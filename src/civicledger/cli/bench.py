@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import click
@@ -21,6 +22,12 @@ __all__ = ["bench"]
 @click.option("--concurrency", default=32, show_default=True, type=click.IntRange(1, 1000))
 @click.option("--block-interval-ms", default=500, show_default=True, type=click.IntRange(10))
 @click.option("--json", "as_json", is_flag=True, help="Print the figures as JSON.")
+@click.option(
+    "--failover",
+    is_flag=True,
+    help="Instead, time the chain's resumption after the "
+    "next proposer is killed (SIGKILL), three times.",
+)
 def bench(
     validators: int,
     transactions: int,
@@ -29,9 +36,35 @@ def bench(
     concurrency: int,
     block_interval_ms: int,
     as_json: bool,
+    failover: bool,
 ) -> None:
     """Start a fresh local network, load it with native transfers, report the figures."""
-    from civicledger.bench import run_bench
+    from civicledger.bench import measure_failover, run_bench
+
+    if failover:
+        try:
+            outcome = measure_failover(validators=max(validators, 4))
+        except RuntimeError as exc:
+            raise CliError(str(exc)) from None
+        if as_json:
+            click.echo(
+                json.dumps(
+                    outcome.__dict__
+                    if hasattr(outcome, "__dict__")
+                    else {
+                        "validators": outcome.validators,
+                        "resume_s": outcome.resume_s,
+                        "propose_timeout_ms": outcome.propose_timeout_ms,
+                    }
+                )
+            )
+            return
+        click.echo(
+            f"{outcome.validators} validators, proposer killed {outcome.trials} times: "
+            f"chain resumed after {', '.join(f'{s:.2f}' for s in outcome.resume_s)} s "
+            f"(propose timeout {outcome.propose_timeout_ms} ms)"
+        )
+        return
 
     try:
         result = run_bench(
