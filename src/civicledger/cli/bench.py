@@ -47,17 +47,7 @@ def bench(
         except RuntimeError as exc:
             raise CliError(str(exc)) from None
         if as_json:
-            click.echo(
-                json.dumps(
-                    outcome.__dict__
-                    if hasattr(outcome, "__dict__")
-                    else {
-                        "validators": outcome.validators,
-                        "resume_s": outcome.resume_s,
-                        "propose_timeout_ms": outcome.propose_timeout_ms,
-                    }
-                )
-            )
+            click.echo(json.dumps(dataclasses.asdict(outcome)))
             return
         click.echo(
             f"{outcome.validators} validators, proposer killed {outcome.trials} times: "
