@@ -12,12 +12,15 @@ Like the node's consensus shell, the harness repairs lost messages: every
 peer's current height that it knows and the peer has not received yet (the gossip the
 paper assumes: a message received by a correct process eventually reaches every correct
 process). And like its block sync, a node that stays behind a reachable honest peer for
-``sync_after_ms`` copies the blocks it lacks and starts the next height (``None``: never;
-the engine alone must then finish every height it is at).
+``sync_after_ms`` copies the blocks it lacks and starts the next height (checked on the
+gossip tick; ``None``: never, the engine alone must then finish every height it is at).
 
-Faults: crashes and restarts (a restarted node gets a *new* engine built with the last
-``RecordSigned`` it recorded; by default it is caught up to the highest decided height),
-and Byzantine validators that double-sign votes, double-propose, or stay silent.
+Faults: crashes and restarts (a restarted node gets a *new* engine built with its last
+``RecordSigned``: ``last_signed`` and, through ``restored``, its lock; by default it is
+caught up to the highest decided height), and Byzantine validators that double-sign votes
+(optionally with extra votes for made-up blocks), double-propose, or stay silent. Hooks
+crash a node right after a chosen record (before the message leaves) and drop chosen
+messages on chosen links, to build exact schedules.
 
 Everything that must hold in every run is checked as it happens and collected in
 ``Simulation.violations`` (``check_safety`` raises on any): no two honest nodes decide
@@ -30,7 +33,6 @@ step).
 from __future__ import annotations
 
 import heapq
-import inspect
 import itertools
 import random
 from collections.abc import Callable, Iterable
@@ -157,12 +159,8 @@ def restarted_engine(
     last_record: RecordSigned | None,
 ) -> Tendermint:
     """A new engine for a restarted validator, given what it recorded durably: the last
-    signed (height, round, step), and the whole last record if the engine takes it back."""
-    if last_record is not None and "restored" in inspect.signature(Tendermint).parameters:
-        return Tendermint(
-            chain_id, app, key, timeouts, last_signed=last_signed, restored=last_record
-        )  # type: ignore[call-arg, unused-ignore]
-    return Tendermint(chain_id, app, key, timeouts, last_signed=last_signed)
+    signed (height, round, step) and the last record itself (which carries its lock)."""
+    return Tendermint(chain_id, app, key, timeouts, last_signed=last_signed, restored=last_record)
 
 
 def step_of(message: Message) -> int:
@@ -234,11 +232,13 @@ class SimNode:
     #: (time, incarnation, message) of every message its engine broadcast.
     sent: list[tuple[int, int, Message]] = field(default_factory=list)
     decisions: dict[int, Decision] = field(default_factory=dict)
-    #: Blocks it got by catch-up at a restart rather than by deciding.
+    #: Blocks it got by catch-up at a restart or by block sync rather than by deciding.
     synced: dict[int, Block] = field(default_factory=dict)
     equivocations: list[Equivocation] = field(default_factory=list)
     #: (time, last_signed) of each restart.
     restarts: list[tuple[int, tuple[int, int, int]]] = field(default_factory=list)
+    #: Past the simulation's last height: it takes no more events.
+    halted: bool = False
     #: Since when a reachable honest peer has the height it is at (for block sync).
     behind_since: int | None = None
     # network state of the current incarnation
@@ -444,6 +444,7 @@ class Simulation:
         node = self.nodes[index]
         assert not node.alive and node.behaviour != SILENT
         node.alive = True
+        node.halted = False
         node.incarnation += 1
         node.restarts.append((self.now, node.last_signed))
         node.engine = restarted_engine(
@@ -481,7 +482,7 @@ class Simulation:
         elif kind == "timeout":
             index, incarnation, timeout = args
             node = self.nodes[index]
-            if node.alive and node.incarnation == incarnation:
+            if node.alive and not node.halted and node.incarnation == incarnation:
                 effects = node.engine.on_timeout(timeout.kind, timeout.height, timeout.round)
                 self._execute(node, effects)
         elif kind == "start":
@@ -555,7 +556,7 @@ class Simulation:
 
     def _deliver(self, src: int | None, index: int, message: Message) -> None:
         node = self.nodes[index]
-        if not node.alive:
+        if not node.alive or node.halted:
             return
         if src is not None and not self._can_talk(src, index):
             self.messages_dropped += 1
@@ -604,7 +605,7 @@ class Simulation:
         assert self.sync_after_ms is not None
         for node in self.nodes:
             engine = node.engine
-            if not node.alive or not engine.started or node.behaviour == SILENT:
+            if not node.alive or node.halted or not engine.started or node.behaviour == SILENT:
                 continue
             peers = [
                 peer
@@ -636,6 +637,7 @@ class Simulation:
 
     def _start_height(self, node: SimNode, height: int) -> None:
         if self.max_height is not None and height > self.max_height:
+            node.halted = True  # done: the engine stops (it may be at an older height)
             return
         if node.engine.started and node.engine.height >= height:
             return  # already there (block sync overtook a scheduled start)

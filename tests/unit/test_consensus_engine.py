@@ -782,7 +782,7 @@ CRASH_RESTART = "crash-restart"
 
 
 @settings(
-    max_examples=1500,
+    max_examples=200,
     deadline=None,
     derandomize=True,
     database=None,

@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Callable
 from typing import Any
 
@@ -53,6 +53,9 @@ TX_GOSSIP_INTERVAL = 0.01
 REBROADCAST_INTERVAL = 1.0
 STATUS_INTERVAL = 1.0
 VERIFIED_CACHE = 100_000
+#: Gossiped transactions waiting for admission, at most; admitted this many at a time.
+MAX_GOSSIP_BACKLOG = 50_000
+GOSSIP_SLICE = 128
 
 
 def encode_signed_record(record: RecordSigned) -> bytes:
@@ -91,6 +94,14 @@ def load_signed_record(raw: bytes | None) -> RecordSigned | None:
         valid_round,  # type: ignore[arg-type]
         decode_block(valid) if valid else None,
     )
+
+
+def _describe(message: Proposal | Vote) -> str:
+    if isinstance(message, Proposal):
+        return f"h{message.height}/r{message.round} {len(message.block.transactions)} txs"
+    target = message.block_hash.hex()[:8] or "nil"
+    by = message.validator.hex()[:8]
+    return f"{message.type} h{message.height}/r{message.round} {target} by {by}"
 
 
 def wall_clock_ms() -> int:
@@ -140,6 +151,8 @@ class ConsensusDriver:
         self._own_messages: list[Proposal | Vote] = []
         self._verified: OrderedDict[bytes, None] = OrderedDict()
         self._pending_txs: list[bytes] = []
+        self._incoming: deque[bytes] = deque()
+        self._incoming_ready = asyncio.Event()
         self._sync_requested_at = 0.0
         self._last_commit_ms = clock()
         self._start_handle: asyncio.TimerHandle | None = None
@@ -159,6 +172,7 @@ class ConsensusDriver:
             asyncio.create_task(self._periodic(REBROADCAST_INTERVAL, self._rebroadcast)),
             asyncio.create_task(self._periodic(STATUS_INTERVAL, self._send_status)),
             asyncio.create_task(self._periodic(TX_GOSSIP_INTERVAL, self._flush_txs)),
+            asyncio.create_task(self._admit_gossip()),
         ]
 
     async def stop(self) -> None:
@@ -241,6 +255,8 @@ class ConsensusDriver:
                 message = effect.message
                 self._own_messages.append(message)
                 kind = "proposal" if isinstance(message, Proposal) else "vote"
+                if log.isEnabledFor(logging.DEBUG):
+                    log.debug("sent %s %s", kind, _describe(message))
                 if self.peers is not None:
                     self.peers.broadcast(kind, message.to_value())
             elif isinstance(effect, ScheduleTimeout):
@@ -380,6 +396,8 @@ class ConsensusDriver:
             # Someone has started this height: so do we.
             self._start_height()
             return
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("received %s %s", msg_type, _describe(message))
         if isinstance(message, Proposal):
             effects = self.engine.on_proposal(message)
         else:
@@ -412,17 +430,34 @@ class ConsensusDriver:
             self.peers.broadcast("txs", list(batch))
 
     def _on_txs(self, peer: Peer, payload: Value) -> None:
+        """Queue gossiped transactions; ``_admit_gossip`` admits them in slices, so that
+        consensus messages never wait behind a burst of transactions."""
         if not isinstance(payload, list) or len(payload) > 4 * TX_GOSSIP_BATCH:
             raise DecodeError("txs must be a list of at most 2048 transactions")
-        for raw in payload:
-            if not isinstance(raw, bytes):
-                raise DecodeError("a gossiped transaction must be bytes")
-            try:
-                self.node.admit_gossiped(raw)
-            except LedgerError as exc:
-                # Duplicates are normal in gossip; anything else is counted.
-                if exc.code != "duplicate":
-                    self.metrics.inc("mempool_gossip_rejected_total", reason=exc.code)
+        if not all(isinstance(raw, bytes) for raw in payload):
+            raise DecodeError("a gossiped transaction must be bytes")
+        room = MAX_GOSSIP_BACKLOG - len(self._incoming)
+        if room < len(payload):
+            self.metrics.inc("mempool_gossip_dropped_total", len(payload) - max(room, 0))
+        self._incoming.extend(payload[: max(room, 0)])  # type: ignore[arg-type]
+        self._incoming_ready.set()
+
+    async def _admit_gossip(self) -> None:
+        while self.running:
+            await self._incoming_ready.wait()
+            self._incoming_ready.clear()
+            while self._incoming:
+                for _ in range(min(GOSSIP_SLICE, len(self._incoming))):
+                    raw = self._incoming.popleft()
+                    try:
+                        self.node.admit_gossiped(raw)
+                    except LedgerError as exc:
+                        # Duplicates are normal in gossip; anything else is counted.
+                        if exc.code != "duplicate":
+                            self.metrics.inc("mempool_gossip_rejected_total", reason=exc.code)
+                if self._waiting_to_start:
+                    self._maybe_start_height()
+                await asyncio.sleep(0)  # let consensus messages and the API in
 
     # -- block sync ----------------------------------------------------------------
 
