@@ -81,7 +81,7 @@ class Hand:
         last = records[-1]
         assert (last.height, last.round, last.step) == self.engine.last_signed
         other.engine = restarted_engine(
-            CHAIN_ID, other.app, other.keys[self.me], fast_timeouts(), other_signed(last), last
+            CHAIN_ID, other.app, other.keys[self.me], fast_timeouts(), signed_triple(last), last
         )
         return other
 
@@ -124,7 +124,7 @@ class Hand:
         assert self.engine.round == round_ + 1
 
 
-def other_signed(record: RecordSigned) -> tuple[int, int, int]:
+def signed_triple(record: RecordSigned) -> tuple[int, int, int]:
     return (record.height, record.round, record.step)
 
 
@@ -307,6 +307,8 @@ def test_double_proposer_cannot_break_agreement() -> None:
 
 
 def test_double_proposer_every_honest_node_decides_when_gossip_delivers_all() -> None:
+    """Regression: an honest node kept only the first of an equivocating proposer's
+    proposals and could not decide the other one, which a quorum precommitted."""
     # Without block sync: the engine must finish each height from the messages alone.
     sim = Simulation(4, seed=18, byzantine={1: DOUBLE_PROPOSE}, max_height=4, sync_after_ms=None)
     run_to(sim, 4, 60_000, nodes=[0, 2, 3])
@@ -314,6 +316,8 @@ def test_double_proposer_every_honest_node_decides_when_gossip_delivers_all() ->
 
 
 def test_double_signer_every_honest_node_decides_when_gossip_delivers_all() -> None:
+    """Regression: an honest node counted only the first of a double signer's
+    precommits and could not decide what a quorum (with its other precommit) signed."""
     byzantine, straggler = 0, 3
 
     def link(src: int, dst: int, message: Message) -> bool:
@@ -342,20 +346,11 @@ def test_double_signer_every_honest_node_decides_when_gossip_delivers_all() -> N
     "junk_votes",
     [
         pytest.param(0, id="two-votes"),
-        pytest.param(
-            1,
-            id="three-votes",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="engine.py MAX_VOTES_PER_VALIDATOR = 2: a validator that first sends 1 "
-                "and 2 a vote for a made-up block and then its nil has used up its two votes "
-                "there, so its prevote for A is refused when gossip brings it and the network "
-                "stalls as with one vote per validator (1 faulty of 5)",
-            ),
-        ),
+        pytest.param(1, id="three-votes"),
     ],
 )
 def test_double_signer_cannot_stall_the_network(junk_votes: int) -> None:
+    """A double signer must not be able to split the honest validators' locks forever."""
     byzantine = 0
 
     def link(src: int, dst: int, message: Message) -> bool:
@@ -549,12 +544,6 @@ def test_skips_to_a_round_with_f_plus_1_votes_l55_and_decides_an_earlier_round_l
     assert decide.commit.round == 0  # type: ignore[attr-defined]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="engine.py _add_vote returns [Equivocation] without running _evaluate() when "
-    "_VoteSet.add counts a validator's second (conflicting) vote, so a polka or commit that "
-    "this vote completes is not acted on until some later event",
-)
 def test_a_double_signers_second_prevote_completes_a_polka() -> None:
     hand = Hand()
     hand.start()
@@ -570,12 +559,6 @@ def test_a_double_signers_second_prevote_completes_a_polka() -> None:
     assert hand.engine.locked_round == 0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="engine.py _add_vote returns [Equivocation] without running _evaluate() when "
-    "_VoteSet.add counts a validator's second (conflicting) vote, so a polka or commit that "
-    "this vote completes is not acted on until some later event",
-)
 def test_a_double_signers_second_precommit_completes_a_commit() -> None:
     hand = Hand()
     hand.start()
@@ -592,12 +575,6 @@ def test_a_double_signers_second_precommit_completes_a_commit() -> None:
     assert len(commit.signatures) == 3
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="engine.py _VoteSet.add does by_block.setdefault(block_hash, {}) before refusing a "
-    "vote over MAX_VOTES_PER_VALIDATOR, so every refused vote leaves an empty entry: memory "
-    "grows with each junk block hash an equivocator signs",
-)
 def test_a_validator_counts_for_a_bounded_number_of_blocks() -> None:
     hand = Hand()
     hand.start()
@@ -656,6 +633,8 @@ def test_timeouts_of_an_earlier_round_or_step_are_ignored() -> None:
 
 
 def test_restarted_node_keeps_its_lock() -> None:
+    """Regression: a validator restarted with only last_signed forgot that it had
+    precommitted A and prevoted a new block B in a later round (amnesia)."""
     hand = Hand()
     lock_on_a_in_round_0(hand)
     restarted = hand.restarted()
@@ -700,6 +679,7 @@ def test_restarted_proposer_does_not_propose_again_in_its_signed_round() -> None
 
 
 def test_restarted_proposer_still_schedules_its_propose_timeout() -> None:
+    """Regression: a proposer that may not sign again scheduled no propose timeout."""
     hand = Hand(me=1, last_signed=(1, 0, STEP_PROPOSE))
     effects = hand.start()
     assert any(isinstance(e, ScheduleTimeout) and e.kind == STEP_PROPOSE for e in effects)
@@ -736,6 +716,9 @@ def test_no_double_signing_across_a_restart(node: int, record_number: int) -> No
 
 
 def test_liveness_after_proposer_restarts_between_record_and_broadcast() -> None:
+    """Regression: the proposer records its proposal and crashes before sending it; once
+    restarted it may not propose again, and (with one other validator down) it must time
+    out of the propose step for anyone to reach 2f+1 prevotes."""
     proposer = 1
 
     def crash_before_proposal_leaves(index: int, record: RecordSigned) -> bool:
@@ -748,7 +731,11 @@ def test_liveness_after_proposer_restarts_between_record_and_broadcast() -> None
     run_to(sim, 3, 60_000)
 
 
-def test_agreement_survives_crash_recovery_of_locked_validators() -> None:
+def crash_recover_locked_validators() -> Simulation:
+    """Validators 0, 1 and 2 lock on A in round 0; only 2 gets the precommits and decides
+    A, and is cut off at once; 3 never sees A. Then 0 and 1 crash and restart from their
+    own (empty) chain, since the one node that knows A is decided is unreachable."""
+
     def link(src: int, dst: int, message: Message) -> bool:
         if isinstance(message, Proposal) and (message.height, message.round) == (1, 0):
             return dst != 3  # validator 3 never sees round 0's block
@@ -762,16 +749,58 @@ def test_agreement_survives_crash_recovery_of_locked_validators() -> None:
 
     sim = Simulation(4, seed=5, link_filter=link, max_height=1)
     assert sim.run_until(lambda: 1 in sim.nodes[2].decisions, 10_000)
-    sim.partition([{0, 1, 3}, {2}], sim.now, None)  # validator 2 is cut off once it decided
+    sim.partition([{0, 1, 3}, {2}], sim.now, None)
     assert sim.nodes[0].engine.locked_round == 0 and sim.nodes[1].engine.locked_round == 0
-    # 0 and 1, both locked on A, crash; they restart from their own (empty) chain since
-    # the only node that knows A is decided is unreachable.
     sim.crash(0)
     sim.crash(1)
     sim.restart(0, at_ms=sim.now + 50, catch_up=False)
     sim.restart(1, at_ms=sim.now + 60, catch_up=False)
+    return sim
+
+
+def test_agreement_survives_crash_recovery_of_locked_validators() -> None:
+    """Regression: with only last_signed surviving a restart, 0 and 1 forgot their lock
+    and decided B with 3, while 2 had decided A -- with no Byzantine node at all."""
+    sim = crash_recover_locked_validators()
     sim.run_until(lambda: all(1 in sim.nodes[i].decisions for i in (0, 1, 3)), 30_000)
     sim.check_safety()
+
+
+def test_crash_recovered_locked_validators_still_decide() -> None:
+    sim = crash_recover_locked_validators()
+    run_to(sim, 1, 60_000, nodes=[0, 1, 3])
+    sim.check_safety()
+    assert sim.nodes[3].decisions[1].block == sim.nodes[2].decisions[1].block
+
+
+def test_restarted_locked_proposer_proposes_its_locked_block() -> None:
+    hand = Hand()  # validator 0 proposes round 3 at height 1
+    a = lock_on_a_in_round_0(hand)
+    restarted = hand.restarted()
+    restarted.start()
+    for round_ in (0, 1, 2):
+        restarted.next_round_via_nil_precommits(round_, [1, 2, 3])
+    proposals = [
+        e.message
+        for e in restarted.effects
+        if isinstance(e, Broadcast) and isinstance(e.message, Proposal)
+    ]
+    assert len(proposals) == 1 and proposals[0].round == 3
+    assert proposals[0].block == a and proposals[0].pol_round == 0
+
+
+def test_locked_proposer_proposes_its_locked_block() -> None:
+    hand = Hand()
+    a = lock_on_a_in_round_0(hand)
+    for round_ in (1, 2):
+        hand.next_round_via_nil_precommits(round_, [1, 2, 3])
+    proposals = [
+        e.message
+        for e in hand.effects
+        if isinstance(e, Broadcast) and isinstance(e.message, Proposal)
+    ]
+    assert len(proposals) == 1 and proposals[0].round == 3
+    assert proposals[0].block == a and proposals[0].pol_round == 0
 
 
 # -- random schedules ------------------------------------------------------------------

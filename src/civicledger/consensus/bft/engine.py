@@ -18,6 +18,7 @@ and the engine never signs at or below it again.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -51,6 +52,8 @@ MAX_ROUNDS_AHEAD = 10
 MAX_VOTES_PER_VALIDATOR = 2
 #: At most this many different proposals are kept per round (an equivocating proposer).
 MAX_PROPOSALS_PER_ROUND = 2
+#: Votes set aside per round and type, waiting for a proposal of their block.
+MAX_SET_ASIDE = 64
 
 
 class Application(Protocol):
@@ -163,21 +166,41 @@ class _VoteSet:
     by_block: dict[Hash32, dict[PublicKey, Vote]] = field(default_factory=dict)
     power_by_block: dict[Hash32, int] = field(default_factory=dict)
     total: int = 0
+    #: Votes for unknown blocks beyond a validator's cap, kept for ``readmit``.
+    set_aside: list[Vote] = field(default_factory=list)
 
-    def add(self, vote: Vote, power: int) -> Vote | None:
-        """Add ``vote``; return the conflicting earlier vote if the validator equivocates."""
-        voters = self.by_block.setdefault(vote.block_hash, {})
-        if vote.validator in voters:
+    def add(self, vote: Vote, power: int, *, known: bool) -> Vote | None:
+        """Add ``vote``; return the conflicting earlier vote if the validator equivocates.
+
+        ``known`` says the vote is for nil or for a block proposed in this round: such a
+        vote always counts. Votes for unknown blocks count for at most
+        ``MAX_VOTES_PER_VALIDATOR`` blocks per validator; beyond that they are kept aside
+        (bounded) and counted if a proposal for their block turns up (``readmit``).
+        """
+        voters = self.by_block.get(vote.block_hash)
+        if voters is not None and vote.validator in voters:
             return None  # a duplicate
         previous = self.votes.get(vote.validator)
         if previous is None:
             self.votes[vote.validator] = vote
             self.total += power
-        elif sum(vote.validator in v for v in self.by_block.values()) >= MAX_VOTES_PER_VALIDATOR:
+        elif not known and (
+            sum(vote.validator in v for v in self.by_block.values()) >= MAX_VOTES_PER_VALIDATOR
+        ):
+            if len(self.set_aside) < MAX_SET_ASIDE and vote not in self.set_aside:
+                self.set_aside.append(vote)
             return previous
+        if voters is None:
+            voters = self.by_block[vote.block_hash] = {}
         voters[vote.validator] = vote
         self.power_by_block[vote.block_hash] = self.power_by_block.get(vote.block_hash, 0) + power
         return previous
+
+    def readmit(self, block_hash: Hash32, power_of: Callable[[PublicKey], int]) -> None:
+        """Count the set-aside votes for ``block_hash``, now that it was proposed."""
+        for vote in [v for v in self.set_aside if v.block_hash == block_hash]:
+            self.set_aside.remove(vote)
+            self.add(vote, power_of(vote.validator), known=True)
 
     def power_for(self, block_hash: Hash32) -> int:
         return self.power_by_block.get(block_hash, 0)
@@ -365,6 +388,9 @@ class Tendermint:
         state.proposals[proposal.block_hash] = proposal
         if state.proposal is None:
             state.proposal = proposal
+        assert self.validators is not None
+        for votes in (state.prevotes, state.precommits):
+            votes.readmit(proposal.block_hash, self.validators.get_power)
         return self._evaluate()
 
     def on_vote(self, vote: Vote) -> list[Effect]:
@@ -381,9 +407,11 @@ class Tendermint:
         assert self.validators is not None
         state = self._round(vote.round)
         votes = state.prevotes if vote.type == PREVOTE else state.precommits
-        conflicting = votes.add(vote, self.validators.get_power(vote.validator))
-        if conflicting is not None:
-            return [Equivocation(conflicting, vote)]
+        known = vote.is_nil or vote.block_hash in state.proposals
+        conflicting = votes.add(vote, self.validators.get_power(vote.validator), known=known)
+        if conflicting is not None and conflicting.block_hash != vote.block_hash:
+            # The second vote may complete a quorum: evaluate as for any vote.
+            return [Equivocation(conflicting, vote), *self._evaluate()]
         return self._evaluate()
 
     def on_timeout(self, kind: int, height: int, round_: int) -> list[Effect]:
@@ -482,13 +510,15 @@ class Tendermint:
             proposal = polka
             current.locked_on_36 = True
             effects: list[Effect] = []
+            # The valid value is set first, so the record written before the precommit
+            # is signed holds it too (a restarted proposer then re-proposes it).
+            self.valid_value = proposal.block
+            self.valid_round = r
             if self.step == STEP_PREVOTE:
                 self.locked_value = proposal.block
                 self.locked_round = r
                 self.step = STEP_PRECOMMIT
                 effects += self._sign_vote(PRECOMMIT, proposal.block_hash)
-            self.valid_value = proposal.block
-            self.valid_round = r
             return effects
 
         if self.step == STEP_PREVOTE and self._quorum(current.prevotes.power_for(NIL)):
