@@ -35,6 +35,25 @@ def free_port() -> int:
         return port
 
 
+def free_port_block(count: int) -> int:
+    """A port ``p`` such that ``p .. p + count - 1`` are all free now."""
+    for _ in range(200):
+        base = free_port()
+        sockets = []
+        try:
+            for port in range(base, base + count):
+                s = socket.socket()
+                sockets.append(s)
+                s.bind(("127.0.0.1", port))
+        except OSError:
+            continue
+        finally:
+            for s in sockets:
+                s.close()
+        return base
+    raise AssertionError(f"no block of {count} free ports found")
+
+
 def wait_until(
     predicate: Callable[[], Any], *, timeout: float = 30.0, interval: float = 0.05, what: str = ""
 ) -> Any:

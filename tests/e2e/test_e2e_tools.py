@@ -11,14 +11,16 @@ import threading
 import pytest
 
 from civicledger.bench import run_bench
-from tests.e2e.harness import free_port, wait_until
+from tests.e2e.harness import free_port_block, wait_until
 
 pytestmark = pytest.mark.slow
 
 
 def test_civic_up_starts_four_connected_validators_and_stops_cleanly(tmp_path):
-    api, p2p = free_port(), free_port()
-    # Ports api..api+3 and p2p..p2p+3 must be free: pick bases far apart.
+    api = free_port_block(4)
+    p2p = free_port_block(4)
+    while abs(api - p2p) < 4:
+        p2p = free_port_block(4)
     process = subprocess.Popen(
         [
             sys.executable,

@@ -129,7 +129,14 @@ class Genesis:
                 raise DecodeError("genesis balances name an address twice")
             if any(not 0 < n < 2**128 for _, n in balances):
                 raise DecodeError("genesis balances must be between 1 and 2**128 - 1")
-            params = ConsensusParams(**obj.get("params", {}))
+            raw_params = obj.get("params", {})
+            if not isinstance(raw_params, dict):
+                raise DecodeError("genesis params must be an object")
+            for name, value in raw_params.items():
+                _strict_int(value, f"params.{name}", 0, 2**53)
+            params = ConsensusParams(**raw_params)
+            if params.block_interval_ms < 1 or params.max_block_txs < 1:
+                raise DecodeError("genesis block_interval_ms and max_block_txs must be >= 1")
             nodes = tuple(
                 parse_public_key(parse_hex(k, what="node key")) for k in obj.get("nodes", [])
             )

@@ -31,7 +31,7 @@ from civicledger.consensus.bft.engine import (
 )
 from civicledger.consensus.bft.messages import Proposal, Vote
 from civicledger.encoding import Value, decode, encode
-from civicledger.errors import CorruptionError, DecodeError, InvalidBlock, LedgerError
+from civicledger.errors import CorruptionError, DecodeError, LedgerError
 from civicledger.metrics import Metrics
 from civicledger.node.node import Node
 from civicledger.p2p.peers import Peer, PeerManager
@@ -49,6 +49,7 @@ MAX_BUFFERED = 4_096
 #: Most transactions in one gossip message; they are flushed at least this often (s).
 TX_GOSSIP_BATCH = 512
 TX_GOSSIP_INTERVAL = 0.01
+TX_GOSSIP_MAX_BYTES = 4 * 1024 * 1024
 #: Own votes and proposal are re-sent this often (s) while a height is undecided.
 REBROADCAST_INTERVAL = 1.0
 STATUS_INTERVAL = 1.0
@@ -423,11 +424,22 @@ class ConsensusDriver:
             self._maybe_start_height()
 
     def _flush_txs(self) -> None:
-        if not self._pending_txs:
-            return
-        batch, self._pending_txs = self._pending_txs, []
+        pending, self._pending_txs = self._pending_txs, []
+        batch: list[Value] = []
+        size = 0
+        for raw in pending:
+            # Batches stay far below the frame limit, whatever the transactions' sizes.
+            if batch and size + len(raw) > TX_GOSSIP_MAX_BYTES:
+                self._send_txs(batch)
+                batch, size = [], 0
+            batch.append(raw)
+            size += len(raw)
+        if batch:
+            self._send_txs(batch)
+
+    def _send_txs(self, batch: list[Value]) -> None:
         if self.peers is not None:
-            self.peers.broadcast("txs", list(batch))
+            self.peers.broadcast("txs", batch)
 
     def _on_txs(self, peer: Peer, payload: Value) -> None:
         """Queue gossiped transactions; ``_admit_gossip`` admits them in slices, so that
@@ -515,37 +527,44 @@ class ConsensusDriver:
         if not isinstance(payload, list) or len(payload) > SYNC_BATCH:
             raise DecodeError(f"blocks is a list of at most {SYNC_BATCH} [block, commit] pairs")
         applied = 0
-        for entry in payload:
-            if not isinstance(entry, list) or len(entry) != 2:
-                raise DecodeError("a synced block is a [block, commit] pair")
-            raw_block, raw_commit = entry
-            if not isinstance(raw_block, bytes) or not isinstance(raw_commit, bytes):
-                raise DecodeError("a synced block and commit are bytes")
-            block = decode_block(raw_block)
-            commit = decode_commit(raw_commit)
-            if block.height <= self.node.head.height:
-                continue
-            try:
-                self.node.apply_synced_block(block, commit)
-            except (InvalidBlock, LedgerError) as exc:
-                self.metrics.inc("sync_bad_blocks_total")
-                log.warning("peer served a bad block %d: %s", block.height, exc)
-                if self.peers is not None:
-                    self.peers.disconnect(peer, "served a bad block")
-                return
-            applied += 1
-        if applied:
-            self.metrics.inc("sync_blocks_total", applied)
-            log.info("synced to height %d", self.node.head.height)
-            self._sync_requested_at = 0.0
-            # Whatever height we were deciding is decided: start the next one.
-            for timer in self._timers:
-                timer.cancel()
-            self._timers = []
-            self._last_commit_ms = self.clock()
-            self._start_height()
-            if peer.height > self.node.head.height:
-                self._request_sync(peer)
+        try:
+            for entry in payload:
+                try:
+                    if not isinstance(entry, list) or len(entry) != 2:
+                        raise DecodeError("a synced block is a [block, commit] pair")
+                    raw_block, raw_commit = entry
+                    if not isinstance(raw_block, bytes) or not isinstance(raw_commit, bytes):
+                        raise DecodeError("a synced block and commit are bytes")
+                    block = decode_block(raw_block, self.node.mempool.get)
+                    commit = decode_commit(raw_commit)
+                    if block.height <= self.node.head.height:
+                        continue
+                    self.node.apply_synced_block(block, commit)
+                except LedgerError as exc:
+                    # Certificates are checked before execution: a bad block is the
+                    # peer's doing, not an honest disagreement.
+                    self.metrics.inc("sync_bad_blocks_total")
+                    log.warning("peer %s served a bad block: %s", peer.name, exc)
+                    if self.peers is not None:
+                        self.peers.disconnect(peer, "served a bad block")
+                    return
+                applied += 1
+        finally:
+            if applied:
+                self._after_sync(peer, applied)
+
+    def _after_sync(self, peer: Peer, applied: int) -> None:
+        self.metrics.inc("sync_blocks_total", applied)
+        log.info("synced to height %d", self.node.head.height)
+        self._sync_requested_at = 0.0
+        # Whatever height we were deciding is decided: start the next one.
+        for timer in self._timers:
+            timer.cancel()
+        self._timers = []
+        self._last_commit_ms = self.clock()
+        self._start_height()
+        if peer.height > self.node.head.height and not peer.closed.is_set():
+            self._request_sync(peer)
 
     # -- evidence ------------------------------------------------------------------
 
@@ -553,6 +572,19 @@ class ConsensusDriver:
         if not isinstance(payload, list) or len(payload) != 2:
             raise DecodeError("evidence is [vote, vote]")
         first, second = Vote.from_value(payload[0]), Vote.from_value(payload[1])
+        # Only proof that checks out is acted on (each costs a transaction).
+        if not (
+            first.validator == second.validator
+            and (first.height, first.round, first.type)
+            == (second.height, second.round, second.type)
+            and first.block_hash != second.block_hash
+            and first.is_signature_valid(self.node.chain_id)
+            and second.is_signature_valid(self.node.chain_id)
+        ):
+            self.metrics.inc("p2p_bad_messages_total", reason="bad_evidence")
+            if self.peers is not None:
+                self.peers.disconnect(peer, "sent false evidence")
+            return
         self.node.record_evidence(first, second)
 
     def status(self) -> dict[str, Any]:

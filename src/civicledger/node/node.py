@@ -62,6 +62,9 @@ __all__ = ["Node", "TxStatus"]
 
 log = logging.getLogger(__name__)
 
+#: Most equivocations one node reports per run (each is a transaction of its own).
+MAX_EVIDENCE_SENT = 10_000
+
 
 @dataclass(slots=True)
 class _Candidate:
@@ -296,7 +299,7 @@ class Node:
         if first.validator != second.validator or first.block_hash == second.block_hash:
             return
         slot = evidence_key(first.validator, first.height, first.round, first.type)
-        if slot in self._evidence_sent:
+        if slot in self._evidence_sent or len(self._evidence_sent) >= MAX_EVIDENCE_SENT:
             return
         self._evidence_sent.add(slot)
         tx = make_transaction(

@@ -105,11 +105,11 @@ class SecureConnection:
         self.writer.write(struct.pack(">I", len(ciphertext)) + ciphertext)
         await self.writer.drain()
 
-    async def receive(self) -> bytes:
+    async def receive(self, limit: int | None = None) -> bytes:
         header = await self.reader.readexactly(4)
         (length,) = struct.unpack(">I", header)
         # Refuse oversized frames before reading (or allocating) them.
-        if not TAG_SIZE <= length <= self.max_frame + TAG_SIZE:
+        if not TAG_SIZE <= length <= (limit or self.max_frame) + TAG_SIZE:
             raise FrameError(f"peer announced a frame of {length} bytes")
         ciphertext = await self.reader.readexactly(length)
         try:
@@ -161,7 +161,8 @@ async def handshake(
 
     signature = node_key.sign(DOMAIN_P2P_AUTH + transcript)
     await conn.send(encode([node_key.public_key, signature, hello]))
-    auth_frame = await conn.receive()
+    # An unauthenticated peer may send only a small frame.
+    auth_frame = await conn.receive(limit=MAX_HELLO)
     try:
         auth = decode(auth_frame, max_size=MAX_HELLO)
         if not isinstance(auth, list) or len(auth) != 3:
