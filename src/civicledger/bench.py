@@ -17,7 +17,6 @@ import os
 import secrets
 import socket
 import subprocess
-import sys
 import tempfile
 import time
 from dataclasses import asdict, dataclass, field
@@ -30,7 +29,7 @@ import nacl.signing
 from civicledger.chain.genesis import ConsensusParams
 from civicledger.chain.transaction import Transaction, make_transaction
 from civicledger.crypto.keys import KeyPair
-from civicledger.node.localnet import LOCALNET_CHAIN_ID, create_network
+from civicledger.node.localnet import LOCALNET_CHAIN_ID, create_network, start_node_process
 from civicledger.types import Address
 
 __all__ = ["BenchResult", "measure_ed25519_verify_rate", "run_bench"]
@@ -245,26 +244,7 @@ def run_bench(
                 max_block_txs=max_block_txs,
             ),
         )
-        processes = []
-        for config in configs:
-            with (config.parent / "node.log").open("wb") as log:
-                processes.append(
-                    subprocess.Popen(
-                        [
-                            sys.executable,
-                            "-m",
-                            "civicledger",
-                            "node",
-                            "start",
-                            "--config",
-                            str(config),
-                            "--log-level",
-                            log_level,
-                        ],
-                        stdout=log,
-                        stderr=subprocess.STDOUT,
-                    )
-                )
+        processes = [start_node_process(c, log_level=log_level) for c in configs]
         urls = [f"http://127.0.0.1:{p}" for p in api_ports]
         try:
             for url, process in zip(urls, processes, strict=True):
@@ -381,22 +361,7 @@ def measure_failover(
         urls = [f"http://127.0.0.1:{p}" for p in api_ports]
 
         def launch(config: Path) -> subprocess.Popen[bytes]:
-            with (config.parent / "node.log").open("ab") as log:
-                return subprocess.Popen(
-                    [
-                        sys.executable,
-                        "-m",
-                        "civicledger",
-                        "node",
-                        "start",
-                        "--config",
-                        str(config),
-                        "--log-level",
-                        "warning",
-                    ],
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                )
+            return start_node_process(config, log_level="warning")
 
         processes = [launch(c) for c in configs]
         resume: list[float] = []

@@ -6,7 +6,6 @@ import secrets
 import shutil
 import signal
 import subprocess
-import sys
 import threading
 from pathlib import Path
 
@@ -16,9 +15,7 @@ import httpx
 from civicledger.chain.genesis import load_genesis
 from civicledger.cli.common import CliError, LedgerGroup
 from civicledger.node.config import load_config
-from civicledger.node.localnet import (
-    create_network,
-)
+from civicledger.node.localnet import create_network, start_node_process
 from civicledger.node.verify import verify_chain
 from civicledger.storage.sqlite import BlockStore
 
@@ -112,20 +109,7 @@ def up(validators: int, home: Path, port: int, p2p_port: int, reset: bool) -> No
     for config_path in existing:
         config = load_config(config_path)
         log_path = config_path.parent / "node.log"
-        with log_path.open("ab") as log_file:
-            process = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "civicledger",
-                    "node",
-                    "start",
-                    "--config",
-                    str(config_path),
-                ],
-                stdout=log_file,
-                stderr=subprocess.STDOUT,
-            )
+        process = start_node_process(config_path)
         url = f"http://{config.api.host}:{config.api.port}"
         processes.append((config.name, url, process, log_path))
         click.echo(f"{config.name} API: {url}   log: {log_path}")

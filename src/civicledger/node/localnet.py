@@ -10,6 +10,8 @@ file: that is for local networks only; real deployments use ``civic init``.
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -21,7 +23,11 @@ from civicledger.node.config import ApiConfig, NodeConfig, render_config
 from civicledger.p2p.peers import P2PConfig
 from civicledger.types import Address, PublicKey
 
-__all__ = ["LOCALNET_CHAIN_ID", "create_network", "create_single_validator_network"]
+__all__ = [
+    "LOCALNET_CHAIN_ID",
+    "create_network",
+    "start_node_process",
+]
 
 LOCALNET_CHAIN_ID = "civic-localnet"
 
@@ -86,28 +92,21 @@ def create_network(
     return configs
 
 
-def create_single_validator_network(
-    home: Path,
-    *,
-    chain_id: str,
-    port: int,
-    passphrase: str,
-    p2p_port: int = 26656,
-    issuer: str = "issuer",
-    balances: tuple[tuple[Address, int], ...] = (),
-    params: ConsensusParams | None = None,
-) -> Path:
-    """Write a one-node network whose node folder is ``home`` itself."""
-    configs = create_network(
-        home,
-        validators=1,
-        node_homes=[home],
-        chain_id=chain_id,
-        api_ports=[port],
-        p2p_ports=[p2p_port],
-        passphrase=passphrase,
-        issuer=issuer,
-        balances=balances,
-        params=params,
-    )
-    return configs[0]
+def start_node_process(config: Path, *, log_level: str = "info") -> subprocess.Popen[bytes]:
+    """Start ``civic node start --config CONFIG`` as a process logging to ``node.log``."""
+    with (config.parent / "node.log").open("ab") as log:
+        return subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "civicledger",
+                "node",
+                "start",
+                "--config",
+                str(config),
+                "--log-level",
+                log_level,
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
