@@ -1,7 +1,9 @@
 """Mapping between canonical values and JSON, for the API, the CLI and saved files.
 
 JSON has no byte strings and its numbers may be floats, so: bytes are written as
-``{"$bytes": "<hex>"}``; integers are JSON integers; floats are refused.
+``{"$bytes": "<hex>"}``; integers are JSON integers; floats are refused. A map whose
+only key is ``$bytes`` or ``$map`` is written as ``{"$map": {...}}``, so that every
+value maps back to itself.
 """
 
 from __future__ import annotations
@@ -20,7 +22,10 @@ def value_to_json(value: Value) -> Any:
     if isinstance(value, list):
         return [value_to_json(item) for item in value]
     if isinstance(value, dict):
-        return {key: value_to_json(item) for key, item in value.items()}
+        mapped = {key: value_to_json(item) for key, item in value.items()}
+        if set(mapped) in ({"$bytes"}, {"$map"}):
+            return {"$map": mapped}
+        return mapped
     return value
 
 
@@ -39,6 +44,11 @@ def json_to_value(obj: Any, *, _depth: int = 0) -> Value:
     if isinstance(obj, list):
         return [json_to_value(item, _depth=_depth + 1) for item in obj]
     if isinstance(obj, dict):
+        if set(obj) == {"$map"} and isinstance(obj["$map"], dict):
+            inner = obj["$map"]
+            return {
+                str(key): json_to_value(item, _depth=_depth + 1) for key, item in inner.items()
+            }
         if set(obj) == {"$bytes"}:
             text = obj["$bytes"]
             if not isinstance(text, str):
