@@ -35,6 +35,7 @@ from civicledger.errors import CorruptionError, DecodeError, LedgerError
 from civicledger.metrics import Metrics
 from civicledger.node.node import Node
 from civicledger.p2p.peers import Peer, PeerManager
+from civicledger.state.system import get_allowed_nodes
 
 __all__ = ["ConsensusDriver"]
 
@@ -305,7 +306,17 @@ class ConsensusDriver:
         self.metrics.inc("blocks_committed_total")
         self.metrics.set("head_height", block.height)
         self._send_status()
+        self._enforce_allowlist()
         self._schedule_height_start(self.node.genesis.params.block_interval_ms)
+
+    def _enforce_allowlist(self) -> None:
+        """Drop peers that governance removed from the validators or the node allowlist."""
+        if self.peers is None:
+            return
+        allowed = get_allowed_nodes(self.node.committed)
+        for peer in list(self.peers.peers.values()):
+            if peer.key not in allowed:
+                self.peers.disconnect(peer, "no longer on the node allowlist")
 
     def _on_equivocation(self, first: Vote, second: Vote) -> None:
         self.metrics.inc("consensus_equivocations_total")
@@ -562,6 +573,7 @@ class ConsensusDriver:
             timer.cancel()
         self._timers = []
         self._last_commit_ms = self.clock()
+        self._enforce_allowlist()
         self._start_height()
         if peer.height > self.node.head.height and not peer.closed.is_set():
             self._request_sync(peer)
