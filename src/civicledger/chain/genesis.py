@@ -117,6 +117,7 @@ class Genesis:
             issuers = tuple(
                 Address(parse_hex(a, what="issuer address", size=20)) for a in obj["issuers"]
             )
+            nodes_raw = list(obj.get("nodes", []))
             balances = tuple(
                 (
                     Address(parse_hex(b["address"], what="address", size=20)),
@@ -124,6 +125,8 @@ class Genesis:
                 )
                 for b in obj.get("balances", [])
             )
+            if len(set(issuers)) != len(issuers) or len(set(nodes_raw)) != len(nodes_raw):
+                raise DecodeError("genesis issuers and nodes must not repeat")
             addresses = [a for a, _ in balances]
             if len(set(addresses)) != len(addresses):
                 raise DecodeError("genesis balances name an address twice")
@@ -135,8 +138,10 @@ class Genesis:
             for name, value in raw_params.items():
                 _strict_int(value, f"params.{name}", 0, 2**53)
             params = ConsensusParams(**raw_params)
-            if params.block_interval_ms < 1 or params.max_block_txs < 1:
-                raise DecodeError("genesis block_interval_ms and max_block_txs must be >= 1")
+            if min(params.block_interval_ms, params.max_block_txs, params.max_block_bytes) < 1:
+                raise DecodeError(
+                    "genesis block_interval_ms, max_block_txs and max_block_bytes must be >= 1"
+                )
             nodes = tuple(
                 parse_public_key(parse_hex(k, what="node key")) for k in obj.get("nodes", [])
             )

@@ -76,7 +76,8 @@ class ReceiptProof:
         # The readable summary fields must say what the proven objects say.
         if obj.get("tx_id") != proof.transaction.tx_id.hex():
             raise DecodeError("the proof's tx_id is not the id of its transaction")
-        if obj.get("height") != proof.header.height:
+        height = obj.get("height")
+        if type(height) is not int or height != proof.header.height:
             raise DecodeError("the proof's height is not the height of its header")
         if obj.get("status") != ("ok" if proof.receipt.ok else "failed"):
             raise DecodeError("the proof's status is not the status of its receipt")
