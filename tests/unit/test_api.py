@@ -676,3 +676,19 @@ def test_the_node_still_serves_after_all_that(
     assert submit(client, tx).status_code == 202
     assert produce(node) == 1
     assert client.get(f"/v1/transactions/{tx.tx_id.hex()}").json()["status"] == "committed"
+
+
+def test_state_proof_endpoint(client: TestClient, node, sign, alice) -> None:
+    from civicledger.state.bundle import StateProofBundle, verify_state_bundle
+
+    node.submit(sign(alice, 0, "accounts", "mint", {"to": alice.address, "amount": 3}).encoded)
+    node.produce_block(node.head.time_ms + 1_000)
+    response = client.get(
+        "/v1/state-proof",
+        params={"contract": "accounts", "key": f"balance/{alice.address.hex()}"},
+    )
+    assert response.status_code == 200
+    verify_state_bundle(StateProofBundle.from_json(response.json()))
+    missing = client.get("/v1/state-proof", params={"contract": "accounts"})
+    assert missing.status_code == 400
+    assert missing.json()["error"]["code"] == "bad_request"

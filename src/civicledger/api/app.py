@@ -364,6 +364,15 @@ def create_app(
         result = node.query(body.contract, body.method, args)
         return {"height": node.head.height, "result": value_to_json(result)}
 
+    @app.get("/v1/state-proof", tags=["contracts"])
+    async def get_state_proof(
+        contract: str = Query(..., max_length=64), key: str = Query(..., max_length=256)
+    ) -> dict[str, Any]:
+        """A contract state key's value (or absence) at the head with a Merkle proof,
+        the header, its commit and the validators: verifiable offline
+        (``civic state verify``)."""
+        return node.get_state_proof(contract, key).to_json()
+
     @app.get("/v1/state/{contract}/{key:path}", tags=["contracts"])
     async def get_state(contract: str, key: str) -> dict[str, Any]:
         """A raw state entry of a contract at the head, decoded."""

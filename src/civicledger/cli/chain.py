@@ -28,7 +28,7 @@ from civicledger.errors import DecodeError, InvalidProof
 from civicledger.jsonvalue import json_to_value
 from civicledger.types import parse_hex
 
-__all__ = ["account", "block", "doc", "receipt", "tx"]
+__all__ = ["account", "block", "doc", "receipt", "state", "tx"]
 
 
 def _send(
@@ -381,3 +381,61 @@ def receipt_verify(file: Path, genesis: Path | None) -> None:
             "  note: checked against the validator set named in the block; pass --genesis "
             "to pin the validators you trust"
         )
+
+
+# -- state ---------------------------------------------------------------------------
+
+
+@click.group(cls=LedgerGroup)
+def state() -> None:
+    """Contract state with proofs anyone can verify offline."""
+
+
+@state.command("get")
+@click.argument("contract")
+@click.argument("key")
+@click.option(
+    "-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="Save to this file."
+)
+@node_option
+def state_get(contract: str, key: str, output: Path | None, node_url: str) -> None:
+    """Fetch KEY of CONTRACT at the head with its proof (e.g. accounts balance/<address>)."""
+    with client_of(node_url) as client:
+        bundle = client.state_proof(contract, key)
+    text = json.dumps(bundle, indent=2) + "\n"
+    if output is None:
+        click.echo(text, nl=False)
+    else:
+        output.write_text(text)
+        click.echo(f"saved the proof of {contract}/{key} at height {bundle['height']} to {output}")
+
+
+@state.command("verify")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option(
+    "--genesis",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Trust only the validators of this genesis file.",
+)
+def state_verify(file: Path, genesis: Path | None) -> None:
+    """Verify a saved state proof offline: no node is contacted."""
+    from civicledger.encoding import decode
+    from civicledger.jsonvalue import value_to_json
+    from civicledger.state.bundle import StateProofBundle, verify_state_bundle
+
+    try:
+        obj = json.loads(file.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise CliError(f"{file} is not a JSON state proof: {exc}") from None
+    trusted: ValidatorSet | None = load_genesis(genesis).validators if genesis else None
+    try:
+        bundle = StateProofBundle.from_json(obj)
+        verify_state_bundle(bundle, trusted_validators=trusted)
+    except (DecodeError, InvalidProof) as exc:
+        raise CliError(f"INVALID: {exc.message}") from None
+    where = f"{bundle.contract}/{bundle.key} at block {bundle.header.height}"
+    if bundle.proof.value is None:
+        click.echo(f"VALID: {where} is absent")
+    else:
+        shown = json.dumps(value_to_json(decode(bundle.proof.value)))
+        click.echo(f"VALID: {where} = {shown}")

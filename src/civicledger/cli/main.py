@@ -6,7 +6,7 @@ import click
 
 from civicledger import __version__
 from civicledger.cli.bench import bench
-from civicledger.cli.chain import account, block, doc, receipt, tx
+from civicledger.cli.chain import account, block, doc, receipt, state, tx
 from civicledger.cli.common import LedgerGroup
 from civicledger.cli.deploy import genesis, init
 from civicledger.cli.keys import keys
@@ -19,7 +19,21 @@ def cli() -> None:
     """Civic Ledger: a distributed ledger for public administrations."""
 
 
-for command in (keys, init, genesis, node, up, verify, tx, doc, account, block, receipt, bench):
+for command in (
+    keys,
+    init,
+    genesis,
+    node,
+    up,
+    verify,
+    tx,
+    doc,
+    account,
+    block,
+    receipt,
+    state,
+    bench,
+):
     cli.add_command(command)
 
 

@@ -139,6 +139,12 @@ class Client:
         body = {"contract": contract, "method": method, "args": value_to_json(args or {})}
         return self._request("POST", "/v1/query", json=body)["result"]
 
+    def state_proof(self, contract: str, key: str) -> dict[str, Any]:
+        result: dict[str, Any] = self._request(
+            "GET", "/v1/state-proof", params={"contract": contract, "key": key}
+        )
+        return result
+
     def state(self, contract: str, key: str) -> dict[str, Any]:
         result: dict[str, Any] = self._request("GET", f"/v1/state/{contract}/{key}")
         return result

@@ -52,6 +52,7 @@ from civicledger.execution.executor import (
     run_query,
 )
 from civicledger.mempool.pool import Mempool, MempoolLimits
+from civicledger.state.bundle import StateProofBundle, contract_state_key
 from civicledger.state.overlay import StateReader
 from civicledger.state.smt import SparseMerkleTree
 from civicledger.state.system import get_validator_set
@@ -561,6 +562,23 @@ class Node:
             receipt=receipt,
             tx_proof=compute_inclusion_proof([tx.encoded for tx in block.transactions], index),
             receipt_proof=compute_inclusion_proof([r.encoded for r in receipts], index),
+            header=block.header,
+            commit=commit,
+            validators=self.get_validator_set(block.header.validator_set_hash),
+        )
+
+    def get_state_proof(self, contract: str, key: str) -> StateProofBundle:
+        """A key's value (or absence) at the head, with everything to check it offline."""
+        if self.head.height == 0:
+            raise NotFound("the genesis block has no commit certificate to prove against")
+        self._revert_candidate()  # prove the committed state, not a candidate
+        block, commit = self.get_block(self.head.height)
+        if commit is None:
+            raise NotFound(f"block {self.head.height} has no commit")
+        return StateProofBundle(
+            contract=contract,
+            key=key,
+            proof=self.state.prove(contract_state_key(contract, key)),
             header=block.header,
             commit=commit,
             validators=self.get_validator_set(block.header.validator_set_hash),
