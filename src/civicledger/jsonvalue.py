@@ -46,9 +46,7 @@ def json_to_value(obj: Any, *, _depth: int = 0) -> Value:
     if isinstance(obj, dict):
         if set(obj) == {"$map"} and isinstance(obj["$map"], dict):
             inner = obj["$map"]
-            return {
-                str(key): json_to_value(item, _depth=_depth + 1) for key, item in inner.items()
-            }
+            return {str(key): json_to_value(item, _depth=_depth + 1) for key, item in inner.items()}
         if set(obj) == {"$bytes"}:
             text = obj["$bytes"]
             if not isinstance(text, str):
