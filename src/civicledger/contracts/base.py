@@ -159,6 +159,12 @@ class ViewContext:
         self.fuel.charge(FUEL_READ + (len(raw) if raw else 0))
         return None if raw is None else decode(raw)
 
+    def has_role(self, role: str, address: bytes) -> bool:
+        """Whether ``address`` holds ``role`` (granted in the ``organisations`` contract)."""
+        raw = self._reader.get(state_key("organisations", f"role/{role}/{address.hex()}"))
+        self.fuel.charge(FUEL_READ)
+        return raw is not None
+
     def require(self, condition: object, message: str, code: str = "requirement_failed") -> None:
         """Fail the call with ``message`` unless ``condition`` holds."""
         if not condition:
@@ -217,7 +223,7 @@ class Context(ViewContext):
         else:
             self._overlay.set(key, raw)
 
-    def emit(self, name: str, **data: Value) -> None:
+    def emit(self, name: str, /, **data: Value) -> None:
         size = len(encode(data))
         if size > MAX_EVENT_SIZE:
             raise ContractError(f"event {name} exceeds {MAX_EVENT_SIZE} bytes")
@@ -277,6 +283,20 @@ class Args:
                 f"argument {name!r} must be bytes, at most {max_size}", code="bad_argument"
             )
         return value
+
+    def addresses(self, name: str, *, max_count: int) -> list[Address]:
+        """A non-empty list of distinct addresses, sorted."""
+        value = self._get(name, True)
+        if (
+            not isinstance(value, list)
+            or not 0 < len(value) <= max_count
+            or not all(isinstance(a, bytes) and len(a) == ADDRESS_SIZE for a in value)
+        ):
+            raise ContractError(
+                f"argument {name!r} must be a list of 1 to {max_count} addresses",
+                code="bad_argument",
+            )
+        return sorted({Address(a) for a in value if isinstance(a, bytes)})
 
     def address(self, name: str) -> Address:
         return Address(self.blob(name, size=ADDRESS_SIZE))

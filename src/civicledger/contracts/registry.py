@@ -7,6 +7,7 @@ from civicledger.contracts.system.accounts import Accounts
 from civicledger.contracts.system.documents import Documents
 from civicledger.contracts.system.evidence import Evidence
 from civicledger.contracts.system.governance import Governance
+from civicledger.contracts.system.organisations import Organisations
 from civicledger.errors import ContractError
 
 __all__ = ["ContractRegistry", "default_registry"]
@@ -27,4 +28,4 @@ class ContractRegistry:
 
 
 def default_registry() -> ContractRegistry:
-    return ContractRegistry([Accounts(), Documents(), Evidence(), Governance()])
+    return ContractRegistry([Accounts(), Documents(), Evidence(), Governance(), Organisations()])

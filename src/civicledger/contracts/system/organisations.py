@@ -1,0 +1,167 @@
+"""Organisations and roles: who may do what, decided on chain with full history.
+
+An organisation (an agency, a bank, a registry) is registered by a validator, with its
+admin keys. Its admins grant and revoke roles (``registrar``, ``issuer``, ``auditor``,
+``central_bank``...) to addresses on behalf of the organisation. Any contract can ask
+``ctx.has_role(role, address)``. Every change is a transaction: its receipt and the
+sequential log (``log/<n>``) keep who did what, when and why.
+
+State (under ``organisations/``): ``org/<id>`` → ``{"name", "admins", "created_by",
+"created_at"}``; ``role/<role>/<address hex>`` → ``{"org", "granted_by", "granted_at"}``;
+``log_size`` → int; ``log/<n>`` → ``{"action", "org", "role", "address", "by", "height",
+"reason"}``.
+"""
+
+from __future__ import annotations
+
+from civicledger.contracts.base import Args, Context, Contract, ViewContext, call, view
+from civicledger.encoding import Value
+from civicledger.errors import ContractError
+
+__all__ = ["MAX_ADMINS", "Organisations", "role_key"]
+
+MAX_ADMINS = 16
+MAX_LOG_PAGE = 100
+
+
+def role_key(role: str, address: bytes) -> str:
+    return f"role/{role}/{address.hex()}"
+
+
+def _identifier(args: Args, name: str) -> str:
+    value = args.text(name, max_length=64)
+    if not value or not value.replace("_", "a").replace("-", "a").isalnum() or not value.isascii():
+        raise ContractError(
+            f"argument {name!r} must be 1-64 ASCII letters, digits, '_' or '-'",
+            code="bad_argument",
+        )
+    return value
+
+
+class Organisations(Contract):
+    name = "organisations"
+
+    def _load(self, ctx: ViewContext, org_id: str) -> dict[str, Value]:
+        org = ctx.get(f"org/{org_id}")
+        if not isinstance(org, dict):
+            raise ContractError(f"no organisation {org_id!r}", code="not_found")
+        return org
+
+    def _require_admin(self, ctx: Context, org_id: str) -> dict[str, Value]:
+        org = self._load(ctx, org_id)
+        admins = org["admins"]
+        assert isinstance(admins, list)
+        ctx.require(
+            ctx.sender in admins,
+            f"{ctx.sender.hex()} is not an admin of {org_id!r}",
+            code="permission_denied",
+        )
+        return org
+
+    def _log(self, ctx: Context, **entry: Value) -> None:
+        n = ctx.get_int("log_size") + 1
+        ctx.set("log_size", n)
+        ctx.set(f"log/{n}", {**entry, "by": ctx.sender, "height": ctx.height})
+
+    @call
+    def register(self, ctx: Context, args: Args) -> Value:
+        """Register an organisation with its admins (validators only)."""
+        org_id = _identifier(args, "id")
+        name = args.text("name", max_length=200)
+        admins = args.addresses("admins", max_count=MAX_ADMINS)
+        args.check_no_extra()
+        ctx.require(
+            ctx.get_validators().get_power(ctx.sender_key) > 0,
+            "only validators may register organisations",
+            code="permission_denied",
+        )
+        ctx.require(not ctx.has(f"org/{org_id}"), f"{org_id!r} exists", code="duplicate")
+        ctx.set(
+            f"org/{org_id}",
+            {
+                "name": name,
+                "admins": list(admins),
+                "created_by": ctx.sender,
+                "created_at": ctx.height,
+            },
+        )
+        self._log(ctx, action="register", org=org_id, role="", address=b"", reason=name)
+        ctx.emit("OrganisationRegistered", id=org_id, name=name)
+        return org_id
+
+    @call
+    def set_admins(self, ctx: Context, args: Args) -> Value:
+        """Replace an organisation's admins (its admins only)."""
+        org_id = _identifier(args, "id")
+        admins = args.addresses("admins", max_count=MAX_ADMINS)
+        args.check_no_extra()
+        org = self._require_admin(ctx, org_id)
+        ctx.set(f"org/{org_id}", {**org, "admins": list(admins)})
+        self._log(ctx, action="set_admins", org=org_id, role="", address=b"", reason="")
+        ctx.emit("AdminsChanged", id=org_id, count=len(admins))
+        return len(admins)
+
+    @call
+    def grant(self, ctx: Context, args: Args) -> Value:
+        """Give ``address`` a role on behalf of the organisation (its admins only)."""
+        org_id = _identifier(args, "org")
+        role = _identifier(args, "role")
+        address = args.address("address")
+        reason = args.text("reason", max_length=500, required=False)
+        args.check_no_extra()
+        self._require_admin(ctx, org_id)
+        key = role_key(role, address)
+        existing = ctx.get(key)
+        ctx.require(existing is None, f"{address.hex()} already holds {role!r}", code="duplicate")
+        ctx.set(key, {"org": org_id, "granted_by": ctx.sender, "granted_at": ctx.height})
+        self._log(ctx, action="grant", org=org_id, role=role, address=address, reason=reason)
+        ctx.emit("RoleGranted", org=org_id, role=role, address=address)
+        return None
+
+    @call
+    def revoke(self, ctx: Context, args: Args) -> Value:
+        """Take a role away (admins of the organisation that granted it)."""
+        org_id = _identifier(args, "org")
+        role = _identifier(args, "role")
+        address = args.address("address")
+        reason = args.text("reason", max_length=500, required=False)
+        args.check_no_extra()
+        self._require_admin(ctx, org_id)
+        key = role_key(role, address)
+        existing = ctx.get(key)
+        ctx.require(
+            isinstance(existing, dict), f"{address.hex()} does not hold {role!r}", code="not_found"
+        )
+        assert isinstance(existing, dict)
+        ctx.require(
+            existing["org"] == org_id,
+            f"{role!r} was granted by another organisation",
+            code="permission_denied",
+        )
+        ctx.delete(key)
+        self._log(ctx, action="revoke", org=org_id, role=role, address=address, reason=reason)
+        ctx.emit("RoleRevoked", org=org_id, role=role, address=address)
+        return None
+
+    @view
+    def get(self, ctx: ViewContext, args: Args) -> Value:
+        """An organisation and its admins."""
+        org_id = _identifier(args, "id")
+        args.check_no_extra()
+        return {"id": org_id, **self._load(ctx, org_id)}
+
+    @view
+    def has_role(self, ctx: ViewContext, args: Args) -> Value:
+        role = _identifier(args, "role")
+        address = args.address("address")
+        args.check_no_extra()
+        return ctx.has_role(role, address)
+
+    @view
+    def history(self, ctx: ViewContext, args: Args) -> Value:
+        """The change log, newest first: up to 100 entries before ``before`` (default: all)."""
+        size = ctx.get_int("log_size")
+        before = args.integer("before", maximum=2**63 - 1) if "before" in args.values else size + 1
+        args.check_no_extra()
+        top = min(before - 1, size)
+        return [ctx.get(f"log/{n}") for n in range(top, max(0, top - MAX_LOG_PAGE), -1)]
