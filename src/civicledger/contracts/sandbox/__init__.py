@@ -1,0 +1,58 @@
+"""User contracts in a restricted, deterministic, metered subset of Python.
+
+``compile_contract(source, name=...)`` checks and compiles a contract's source (see
+``compiler``); ``CompiledContract.instantiate()`` gives a ``Contract`` that the executor runs
+like a built-in one, every step charged to the transaction's fuel (see ``runtime`` for the
+guards and the fuel schedule). Example contract::
+
+    class Counter:
+        @call
+        def add(self, ctx, args):
+            n = args.integer("n", minimum=1, maximum=100)
+            total = ctx.get_int("total") + n
+            ctx.set("total", total)
+            ctx.emit("Added", n=n, total=total)
+            return total
+
+        @view
+        def total(self, ctx, args):
+            return ctx.get_int("total")
+
+Not yet wired into deployment: nothing stores contracts on chain or registers them.
+"""
+
+from civicledger.contracts.sandbox.compiler import (
+    CODE_REJECTED,
+    MAX_AST_DEPTH,
+    MAX_AST_NODES,
+    MAX_SOURCE_BYTES,
+    CompiledContract,
+    compile_contract,
+)
+from civicledger.contracts.sandbox.runtime import (
+    CODE_CRASHED,
+    CODE_FORBIDDEN,
+    CODE_LIMIT,
+    MAX_CALL_DEPTH,
+    MAX_INT_BITS,
+    MAX_SEQUENCE,
+    MAX_VALUE_DEPTH,
+    SandboxedContract,
+)
+
+__all__ = [
+    "CODE_CRASHED",
+    "CODE_FORBIDDEN",
+    "CODE_LIMIT",
+    "CODE_REJECTED",
+    "MAX_AST_DEPTH",
+    "MAX_AST_NODES",
+    "MAX_CALL_DEPTH",
+    "MAX_INT_BITS",
+    "MAX_SEQUENCE",
+    "MAX_SOURCE_BYTES",
+    "MAX_VALUE_DEPTH",
+    "CompiledContract",
+    "SandboxedContract",
+    "compile_contract",
+]
