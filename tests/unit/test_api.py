@@ -314,7 +314,14 @@ def test_account(
 
 def test_contracts_list(client: TestClient) -> None:
     contracts = {c["name"]: c for c in client.get("/v1/contracts").json()["contracts"]}
-    assert set(contracts) == {"accounts", "documents", "evidence", "governance", "organisations"}
+    assert set(contracts) == {
+        "accounts",
+        "contracts",
+        "documents",
+        "evidence",
+        "governance",
+        "organisations",
+    }
     assert contracts["accounts"]["calls"] == [
         "burn",
         "grant_issuer",

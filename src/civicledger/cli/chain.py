@@ -28,7 +28,7 @@ from civicledger.errors import DecodeError, InvalidProof
 from civicledger.jsonvalue import json_to_value
 from civicledger.types import parse_hex
 
-__all__ = ["account", "block", "doc", "receipt", "state", "tx"]
+__all__ = ["account", "block", "contract", "doc", "receipt", "state", "tx"]
 
 
 def _send(
@@ -439,3 +439,80 @@ def state_verify(file: Path, genesis: Path | None) -> None:
     else:
         shown = json.dumps(value_to_json(decode(bundle.proof.value)))
         click.echo(f"VALID: {where} = {shown}")
+
+
+# -- contract ------------------------------------------------------------------------
+
+
+@click.group(cls=LedgerGroup)
+def contract() -> None:
+    """Deploy user contracts and approve them on behalf of an organisation."""
+
+
+@contract.command("deploy")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--name", required=True, help="The contract's name: [a-z][a-z0-9_]*.")
+@click.option("--note", default="", help="Public note for this version.")
+@key_options
+@node_option
+def contract_deploy(
+    file: Path,
+    name: str,
+    note: str,
+    key_name: str,
+    home: Path | None,
+    passphrase_file: Path | None,
+    node_url: str,
+) -> None:
+    """Deploy FILE as a new version of contract NAME (pending until approved)."""
+    from civicledger.contracts.sandbox import compile_contract
+
+    source = file.read_text(encoding="utf-8")
+    compile_contract(source, name=name)  # the same checks the chain makes, before paying
+    args: dict[str, Value] = {"name": name, "source": source}
+    if note:
+        args["note"] = note
+    result = _send(
+        node_url,
+        home,
+        key_name,
+        passphrase_file,
+        "contracts",
+        "deploy",
+        args,
+        fuel_limit=20_000_000,
+    )
+    version = result["receipt"]["result"]["version"]
+    click.echo(f"deployed {name} version {version}: {_summary(result)}")
+
+
+@contract.command("approve")
+@click.argument("name")
+@click.argument("version", type=click.IntRange(min=1))
+@click.option("--org", default="", help="Organisation you approve for (its admin's key).")
+@key_options
+@node_option
+def contract_approve(
+    name: str,
+    version: int,
+    org: str,
+    key_name: str,
+    home: Path | None,
+    passphrase_file: Path | None,
+    node_url: str,
+) -> None:
+    """Approve VERSION of contract NAME."""
+    args: dict[str, Value] = {"name": name, "version": version}
+    if org:
+        args["org"] = org
+    result = _send(node_url, home, key_name, passphrase_file, "contracts", "approve", args)
+    click.echo(f"{name} version {version} is {result['receipt']['result']}")
+
+
+@contract.command("show")
+@click.argument("name")
+@node_option
+def contract_show(name: str, node_url: str) -> None:
+    """Every version of contract NAME with its approvals."""
+    with client_of(node_url) as client:
+        echo_json(client.query("contracts", "get", {"name": name}))

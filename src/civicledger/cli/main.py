@@ -6,7 +6,7 @@ import click
 
 from civicledger import __version__
 from civicledger.cli.bench import bench
-from civicledger.cli.chain import account, block, doc, receipt, state, tx
+from civicledger.cli.chain import account, block, contract, doc, receipt, state, tx
 from civicledger.cli.common import LedgerGroup
 from civicledger.cli.deploy import genesis, init
 from civicledger.cli.keys import keys
@@ -32,6 +32,7 @@ for command in (
     block,
     receipt,
     state,
+    contract,
     bench,
 ):
     cli.add_command(command)

@@ -159,6 +159,12 @@ class ViewContext:
         self.fuel.charge(FUEL_READ + (len(raw) if raw else 0))
         return None if raw is None else decode(raw)
 
+    def get_from(self, contract: str, key: str) -> Value:
+        """Read another contract's state (read-only), or ``None``."""
+        raw = self._reader.get(state_key(contract, key))
+        self.fuel.charge(FUEL_READ + (len(raw) if raw else 0))
+        return None if raw is None else decode(raw)
+
     def has_role(self, role: str, address: bytes) -> bool:
         """Whether ``address`` holds ``role`` (granted in the ``organisations`` contract)."""
         raw = self._reader.get(state_key("organisations", f"role/{role}/{address.hex()}"))

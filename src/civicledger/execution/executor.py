@@ -91,7 +91,7 @@ def validate_inclusion(state: StateReader, env: BlockEnv, tx: Transaction) -> No
 def _run_call(
     registry: ContractRegistry, overlay: TxOverlay, env: BlockEnv, tx: Transaction, fuel: FuelMeter
 ) -> tuple[Value, Context]:
-    contract = registry.get(tx.contract)
+    contract = registry.get(tx.contract, overlay)
     method = contract.get_method(tx.method, "call")
     ctx = Context(
         overlay,
@@ -189,7 +189,7 @@ def run_query(
     args: dict[str, Value],
 ) -> Value:
     """Run a read-only ``@view`` method against committed state."""
-    contract = registry.get(contract_name)
+    contract = registry.get(contract_name, state)
     fn = contract.get_method(method, "view")
     ctx = ViewContext(state, contract_name, FuelMeter(QUERY_FUEL), height)
     return fn(ctx, Args(dict(args)))

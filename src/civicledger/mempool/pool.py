@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from civicledger.chain.transaction import Transaction, decode_transaction
 from civicledger.contracts.registry import ContractRegistry
 from civicledger.errors import InvalidTransaction, LedgerError, MempoolFull
+from civicledger.state.overlay import StateReader
 from civicledger.types import Address, Hash32
 
 __all__ = ["Mempool", "MempoolLimits"]
@@ -36,11 +37,14 @@ class Mempool:
         registry: ContractRegistry,
         get_nonce: Callable[[Address], int],
         limits: MempoolLimits | None = None,
+        state: Callable[[], StateReader] | None = None,
     ) -> None:
         self.chain_id = chain_id
         self.registry = registry
         self._get_nonce = get_nonce
         self.limits = limits or MempoolLimits()
+        #: The committed state, to find contracts deployed on chain.
+        self._state = state
         #: Arrival order: tx id → transaction.
         self._txs: dict[Hash32, Transaction] = {}
         self._by_sender: dict[Address, dict[int, Hash32]] = {}
@@ -82,7 +86,8 @@ class Mempool:
             )
         # It calls a method that exists.
         try:
-            self.registry.get(tx.contract).get_method(tx.method, "call")
+            state = self._state() if self._state is not None else None
+            self.registry.get(tx.contract, state).get_method(tx.method, "call")
         except LedgerError as exc:
             raise InvalidTransaction(exc.message, code=exc.code) from None
         # It has not expired.

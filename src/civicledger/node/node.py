@@ -124,7 +124,11 @@ class Node:
         self.store = BlockStore(data_dir / "chain.db")
         self.state = SparseMerkleTree()
         self.mempool = Mempool(
-            self.chain_id, self.registry, self.get_nonce, mempool_limits or MempoolLimits()
+            self.chain_id,
+            self.registry,
+            self.get_nonce,
+            mempool_limits or MempoolLimits(),
+            state=lambda: self.committed,
         )
         self.head: Header
         #: Called with each committed block and its receipts (events, waiters).

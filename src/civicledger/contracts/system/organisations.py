@@ -76,6 +76,7 @@ class Organisations(Contract):
             code="permission_denied",
         )
         ctx.require(not ctx.has(f"org/{org_id}"), f"{org_id!r} exists", code="duplicate")
+        ctx.set("count", ctx.get_int("count") + 1)
         ctx.set(
             f"org/{org_id}",
             {

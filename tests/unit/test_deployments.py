@@ -1,0 +1,124 @@
+"""User contracts deployed on chain: pending until approved, upgraded with state kept."""
+
+from __future__ import annotations
+
+from civicledger.crypto.keys import KeyPair
+
+COUNTER_V1 = """
+class Counter:
+    @call
+    def add(self, ctx, args):
+        n = args.integer("n", minimum=1, maximum=100)
+        total = ctx.get_int("total") + n
+        ctx.set("total", total)
+        ctx.emit("Added", n=n, total=total)
+        return total
+
+    @view
+    def total(self, ctx, args):
+        return ctx.get_int("total")
+"""
+
+COUNTER_V2 = COUNTER_V1.replace(
+    'total = ctx.get_int("total") + n', 'total = ctx.get_int("total") + 2 * n'
+)
+
+CAROL = KeyPair.from_seed(b"c" * 32)
+
+
+class Chain:
+    def __init__(self, node, sign):
+        self.node, self.sign = node, sign
+
+    def send(self, key, contract, method, args):
+        nonce = self.node.mempool.get_pending_nonce(key.address)
+        self.node.submit(
+            self.sign(key, nonce, contract, method, args, fuel_limit=10_000_000).encoded
+        )
+        block = self.node.produce_block(self.node.head.time_ms + 1_000)
+        return self.node.get_receipts(block.height)[-1]
+
+
+def test_deploy_approve_call_and_upgrade_keeping_state(node, sign, alice, validator_key):
+    chain = Chain(node, sign)
+    # Two organisations: approval needs both (more than half).
+    for org, admin in (("land", alice), ("bank", CAROL)):
+        receipt = chain.send(
+            validator_key,
+            "organisations",
+            "register",
+            {"id": org, "name": org, "admins": [admin.address]},
+        )
+        assert receipt.ok, receipt
+
+    deployed = chain.send(alice, "contracts", "deploy", {"name": "counter", "source": COUNTER_V1})
+    assert deployed.ok, deployed
+    assert deployed.result["version"] == 1
+    # Not callable before approval: refused at the door.
+    tx = sign(alice, node.get_nonce(alice.address), "counter", "add", {"n": 1})
+    try:
+        node.submit(tx.encoded)
+        raise AssertionError("an unapproved contract was callable")
+    except Exception as exc:
+        assert getattr(exc, "code", "") == "unknown_contract"
+
+    assert (
+        chain.send(
+            alice, "contracts", "approve", {"name": "counter", "version": 1, "org": "land"}
+        ).result
+        == "pending"
+    )
+    # Carol is not an admin of land.
+    refused = chain.send(
+        CAROL, "contracts", "approve", {"name": "counter", "version": 1, "org": "land"}
+    )
+    assert refused.error_code == "permission_denied"
+    assert (
+        chain.send(
+            CAROL, "contracts", "approve", {"name": "counter", "version": 1, "org": "bank"}
+        ).result
+        == "active"
+    )
+
+    assert chain.send(alice, "counter", "add", {"n": 5}).result == 5
+    assert chain.send(alice, "counter", "add", {"n": 2}).result == 7
+    assert node.query("counter", "total", {}) == 7
+
+    # Upgrade: version 2 waits; version 1 keeps running until it is approved.
+    assert chain.send(alice, "contracts", "deploy", {"name": "counter", "source": COUNTER_V2}).ok
+    assert chain.send(alice, "counter", "add", {"n": 1}).result == 8
+    chain.send(alice, "contracts", "approve", {"name": "counter", "version": 2, "org": "land"})
+    chain.send(CAROL, "contracts", "approve", {"name": "counter", "version": 2, "org": "bank"})
+    # The new code runs on the old state.
+    assert chain.send(alice, "counter", "add", {"n": 1}).result == 10
+    history = node.query("contracts", "get", {"name": "counter"})
+    assert [v["status"] for v in history["versions"]] == ["superseded", "active"]
+    assert history["versions"][0]["approvals"] == ["land", "bank"]
+    assert node.query("contracts", "source", {"name": "counter", "version": 2}) == COUNTER_V2
+
+
+def test_without_organisations_a_validator_approves(node, sign, alice, validator_key):
+    chain = Chain(node, sign)
+    assert chain.send(alice, "contracts", "deploy", {"name": "counter", "source": COUNTER_V1}).ok
+    assert (
+        chain.send(alice, "contracts", "approve", {"name": "counter", "version": 1}).error_code
+        == "permission_denied"
+    )
+    assert (
+        chain.send(validator_key, "contracts", "approve", {"name": "counter", "version": 1}).result
+        == "active"
+    )
+    assert chain.send(alice, "counter", "add", {"n": 3}).result == 3
+
+
+def test_bad_deployments_are_refused(node, sign, alice):
+    chain = Chain(node, sign)
+    cases = [
+        ({"name": "accounts", "source": COUNTER_V1}, "bad_argument"),
+        ({"name": "Bad-Name", "source": COUNTER_V1}, "bad_argument"),
+        ({"name": "evil", "source": "import os\n"}, "rejected"),
+        ({"name": "evil", "source": "class A:\n    x = ().__class__\n"}, "rejected"),
+    ]
+    for args, code in cases:
+        receipt = chain.send(alice, "contracts", "deploy", args)
+        assert receipt.error_code == code, (args, receipt)
