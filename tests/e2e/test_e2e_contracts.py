@@ -8,7 +8,7 @@ import json
 import httpx
 import pytest
 
-from tests.e2e.harness import LocalNetwork, civic
+from tests.e2e.harness import LocalNetwork, civic, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -70,6 +70,11 @@ def test_deploy_approve_and_call_on_four_validators(tmp_path):
                 env=env,
                 check=True,
             )
+        wait_until(
+            lambda: net.nodes[3].height() >= net.nodes[0].height(),
+            timeout=30,
+            what="node3 to reach node0's height",
+        )
         other = {**env, "CIVIC_NODE": net.nodes[3].url}
         shown = json.loads(civic("contract", "show", "counter", env=other, check=True).stdout)
         assert shown["active"]["version"] == 1
