@@ -516,3 +516,92 @@ def contract_show(name: str, node_url: str) -> None:
     """Every version of contract NAME with its approvals."""
     with client_of(node_url) as client:
         echo_json(client.query("contracts", "get", {"name": name}))
+
+
+CONTRACT_TEMPLATE = '''"""{title}: a Civic Ledger contract.
+
+Methods marked @call run in signed transactions; @view methods answer queries.
+Only a safe, deterministic subset of Python is accepted: see docs/guides/first-contract.md.
+"""
+
+
+class {cls}:
+    @call
+    def add(self, ctx, args):
+        """Add n to the total (1 <= n <= 100)."""
+        n = args.integer("n", minimum=1, maximum=100)
+        require(n != 13, "13 is not allowed")
+        total = ctx.get_int("total") + n
+        ctx.set("total", total)
+        ctx.emit("Added", n=n, total=total, by=ctx.sender)
+        return total
+
+    @view
+    def total(self, ctx, args):
+        return ctx.get_int("total")
+'''
+
+TEST_TEMPLATE = '''"""Tests of the {name} contract on an in-memory chain: civic contract test."""
+
+from pathlib import Path
+
+from civicledger.testing import LocalChain
+
+SOURCE = Path(__file__).with_name("{name}.py")
+
+
+def test_add_accumulates():
+    chain = LocalChain()
+    assert chain.deploy_file("{name}", SOURCE).ok
+    assert chain.call("{name}", "add", {{"n": 2}}).result == 2
+    assert chain.call("{name}", "add", {{"n": 3}}).result == 5
+    assert chain.query("{name}", "total") == 5
+
+
+def test_a_failed_requirement_is_a_failed_receipt():
+    chain = LocalChain()
+    chain.deploy_file("{name}", SOURCE)
+    receipt = chain.call("{name}", "add", {{"n": 13}})
+    assert not receipt.ok
+    assert "13 is not allowed" in receipt.error_message
+    assert chain.query("{name}", "total") == 0
+'''
+
+
+@contract.command("new")
+@click.argument("name")
+@click.option(
+    "--dir", "directory", type=click.Path(file_okay=False, path_type=Path), default=Path(".")
+)
+def contract_new(name: str, directory: Path) -> None:
+    """Scaffold NAME.py (a contract) and test_NAME.py (its tests)."""
+    if not (
+        name.isascii()
+        and name[:1].isalpha()
+        and name.islower()
+        and name.replace("_", "a").isalnum()
+    ):
+        raise CliError("a contract name must match [a-z][a-z0-9_]{0,63}")
+    directory.mkdir(parents=True, exist_ok=True)
+    source, test = directory / f"{name}.py", directory / f"test_{name}.py"
+    for path in (source, test):
+        if path.exists():
+            raise CliError(f"{path} exists")
+    cls = "".join(part.capitalize() for part in name.split("_"))
+    source.write_text(CONTRACT_TEMPLATE.format(title=cls, cls=cls))
+    test.write_text(TEST_TEMPLATE.format(name=name))
+    click.echo(f"created {source} and {test}; run: civic contract test {directory}")
+
+
+@contract.command("test")
+@click.argument("paths", nargs=-1, type=click.Path(exists=True, path_type=Path))
+def contract_test(paths: tuple[Path, ...]) -> None:
+    """Run contract tests (pytest) against an in-memory chain."""
+    import subprocess
+    import sys
+
+    targets = [str(p) for p in paths] or ["."]
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *targets], check=False
+    )
+    raise SystemExit(result.returncode)
