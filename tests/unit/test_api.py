@@ -699,3 +699,24 @@ def test_state_proof_endpoint(client: TestClient, node, sign, alice) -> None:
     missing = client.get("/v1/state-proof", params={"contract": "accounts"})
     assert missing.status_code == 400
     assert missing.json()["error"]["code"] == "bad_request"
+
+
+def test_events_stream_with_filters(client: TestClient, node, sign, alice) -> None:
+    with client.websocket_connect("/v1/events?contract=accounts&name=Minted") as stream:
+        node.submit(sign(alice, 0, "accounts", "mint", {"to": alice.address, "amount": 4}).encoded)
+        node.submit(
+            sign(
+                alice,
+                1,
+                "documents",
+                "register",
+                {"id": "d", "sha256": b"\x01" * 32, "title": "t"},
+            ).encoded
+        )
+        node.submit(sign(alice, 2, "accounts", "mint", {"to": alice.address, "amount": 5}).encoded)
+        node.produce_block(node.head.time_ms + 1_000)
+        first = stream.receive_json()
+        second = stream.receive_json()
+    assert (first["name"], first["data"]["amount"]) == ("Minted", 4)
+    assert (second["name"], second["data"]["amount"]) == ("Minted", 5)
+    assert first["height"] == second["height"] == node.head.height

@@ -12,7 +12,7 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from fastapi import FastAPI, Query, Request
+from fastapi import FastAPI, Query, Request, WebSocket, WebSocketDisconnect
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -37,6 +37,9 @@ MAX_WAITERS = 10_000
 MAX_WAIT_SECONDS = 60.0
 MAX_BLOCK_LIST = 100
 MAX_HEIGHT = 2**63 - 1
+#: Most event streams at once, and most undelivered events per stream.
+MAX_SUBSCRIBERS = 256
+MAX_SUBSCRIBER_BACKLOG = 10_000
 
 
 class BodyLimitMiddleware:
@@ -107,6 +110,29 @@ def _tx_id(text: str) -> Hash32:
     return Hash32(parse_hex(text, what="transaction id", size=32))
 
 
+class _Subscriber:
+    """One events stream: a bounded queue; ``None`` in it means "too slow, closed"."""
+
+    def __init__(self, contract: str | None, name: str | None) -> None:
+        self.contract = contract
+        self.name = name
+        self.queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
+        self.dropped = False
+
+    def offer(self, message: dict[str, Any]) -> None:
+        if self.dropped:
+            return
+        if self.contract is not None and message["contract"] != self.contract:
+            return
+        if self.name is not None and message["name"] != self.name:
+            return
+        if self.queue.qsize() >= MAX_SUBSCRIBER_BACKLOG:
+            self.dropped = True
+            self.queue.put_nowait(None)
+            return
+        self.queue.put_nowait(message)
+
+
 class Waiters:
     """Futures resolved when a transaction is committed (for ``/wait``)."""
 
@@ -156,11 +182,50 @@ def create_app(
     app.state.node = node
     app.state.waiters = waiters
 
+    subscribers: set[_Subscriber] = set()
+
     def on_commit(block: Any, receipts: Any) -> None:
         for tx in block.transactions:
             waiters.on_committed(tx.tx_id, block.header.height)
+        if subscribers:
+            for tx, receipt in zip(block.transactions, receipts, strict=True):
+                for event in receipt.events:
+                    message = {
+                        "height": block.header.height,
+                        "tx_id": tx.tx_id.hex(),
+                        **event.to_json(),
+                    }
+                    for subscriber in list(subscribers):
+                        subscriber.offer(message)
 
     node.on_commit.append(on_commit)
+
+    @app.websocket("/v1/events")
+    async def events(
+        websocket: WebSocket,
+        contract: str | None = Query(None, max_length=64),
+        name: str | None = Query(None, max_length=64),
+    ) -> None:
+        """Contract events as they are committed, as JSON messages
+        ``{height, tx_id, contract, name, data}``; filter with ``contract`` and ``name``.
+        A client that falls more than 10 000 events behind is disconnected (code 1013)."""
+        if len(subscribers) >= MAX_SUBSCRIBERS:
+            await websocket.close(code=1013)
+            return
+        await websocket.accept()
+        subscriber = _Subscriber(contract, name)
+        subscribers.add(subscriber)
+        try:
+            while True:
+                message = await subscriber.queue.get()
+                if message is None:
+                    await websocket.close(code=1013, reason="too far behind")
+                    return
+                await websocket.send_json(message)
+        except WebSocketDisconnect:
+            pass
+        finally:
+            subscribers.discard(subscriber)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error_handler(request: Request, exc: StarletteHTTPException) -> JSONResponse:
