@@ -597,9 +597,12 @@ def contract_new(name: str, directory: Path) -> None:
 @click.argument("paths", nargs=-1, type=click.Path(exists=True, path_type=Path))
 def contract_test(paths: tuple[Path, ...]) -> None:
     """Run contract tests (pytest) against an in-memory chain."""
+    import importlib.util
     import subprocess
     import sys
 
+    if importlib.util.find_spec("pytest") is None:
+        raise CliError("contract tests run with pytest: pip install pytest")
     targets = [str(p) for p in paths] or ["."]
     result = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *targets], check=False
