@@ -74,7 +74,7 @@ def net(tmp_path_factory):
         tmp_path_factory.mktemp("p2p"),
         funded=[SENDER],
         allowed_nodes=(PEER.public_key,),
-        empty_block_interval_ms=2_000,
+        empty_block_interval_ms=8_000,
     )
     network.start()
     yield network
@@ -82,13 +82,14 @@ def net(tmp_path_factory):
 
 
 def _still_healthy(net: LocalNetwork) -> None:
+    """The node still admits a transaction and commits it in a new block."""
     node = net.nodes[0]
     height = node.height()
-    wait_until(lambda: node.height() > height, timeout=30, what="the node to keep committing")
+    nonce = int(httpx.get(f"{node.url}/v1/accounts/{SENDER.address.hex()}").json()["pending_nonce"])
     tx = make_transaction(
         SENDER,
         chain_id=LOCALNET_CHAIN_ID,
-        nonce=int(httpx.get(f"{node.url}/v1/accounts/{SENDER.address.hex()}").json()["nonce"]),
+        nonce=nonce,
         contract="accounts",
         method="transfer",
         args={"to": SENDER.address, "amount": 1},
@@ -99,6 +100,7 @@ def _still_healthy(net: LocalNetwork) -> None:
         headers={"content-type": "application/octet-stream"},
     )
     assert response.status_code == 202, response.text
+    wait_until(lambda: node.height() > height, timeout=30, what="the node to keep committing")
 
 
 def test_garbage_and_stalled_handshakes_are_dropped(net):
