@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import pytest
+
 from civicledger.crypto.keys import KeyPair
+from civicledger.errors import InvalidTransaction
 
 COUNTER_V1 = """
 class Counter:
@@ -56,11 +59,9 @@ def test_deploy_approve_call_and_upgrade_keeping_state(node, sign, alice, valida
     assert deployed.result["version"] == 1
     # Not callable before approval: refused at the door.
     tx = sign(alice, node.get_nonce(alice.address), "counter", "add", {"n": 1})
-    try:
+    with pytest.raises(InvalidTransaction) as refused_call:
         node.submit(tx.encoded)
-        raise AssertionError("an unapproved contract was callable")
-    except Exception as exc:
-        assert getattr(exc, "code", "") == "unknown_contract"
+    assert refused_call.value.code == "unknown_contract"
 
     assert (
         chain.send(
@@ -122,3 +123,20 @@ def test_bad_deployments_are_refused(node, sign, alice):
     for args, code in cases:
         receipt = chain.send(alice, "contracts", "deploy", args)
         assert receipt.error_code == code, (args, receipt)
+
+
+def test_one_source_under_two_names_reports_each_name(node, sign, alice, validator_key):
+    chain = Chain(node, sign)
+    for name in ("first", "second"):
+        deployed = chain.send(alice, "contracts", "deploy", {"name": name, "source": COUNTER_V1})
+        version = deployed.result["version"]
+        assert (
+            chain.send(
+                validator_key, "contracts", "approve", {"name": name, "version": version}
+            ).result
+            == "active"
+        )
+    for name in ("first", "second"):  # "first" is compiled (and cached) first
+        nonce = node.mempool.get_pending_nonce(alice.address)
+        with pytest.raises(InvalidTransaction, match=f"'{name}' has no method"):
+            node.submit(sign(alice, nonce, name, "nope", {}).encoded)

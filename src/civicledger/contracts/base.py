@@ -5,8 +5,8 @@ reached by transactions) or ``@view`` (read-only; reached by queries). Each rece
 context (``ctx``) giving the sender, transaction id, height, block time, namespaced state
 access, events and ``require``; and an ``Args`` holding the named arguments with typed,
 bounded accessors. Every state access and event costs fuel (schedule in
-``docs/spec/contracts.md``). Built-in system contracts and, later, sandboxed user
-contracts share this interface.
+``docs/spec/contracts.md``). Built-in system contracts and sandboxed user contracts
+(``contracts.sandbox``) share this interface.
 
 Example::
 

@@ -26,7 +26,9 @@ MAX_COMPILED = 256
 class ContractRegistry:
     def __init__(self, contracts: list[Contract]) -> None:
         self._contracts = {c.name: c for c in contracts}
-        self._compiled: OrderedDict[bytes, Contract] = OrderedDict()
+        # Keyed by name and code hash: one source may be deployed under two names, and
+        # a compiled contract knows its name (it appears in its error messages).
+        self._compiled: OrderedDict[tuple[str, bytes], Contract] = OrderedDict()
 
     def get(self, name: str, state: StateReader | None = None) -> Contract:
         """The contract ``name``: a system contract, or the active version of a deployed
@@ -49,9 +51,10 @@ class ContractRegistry:
             return None
         code_hash = active["code_hash"]
         assert isinstance(code_hash, bytes)
-        cached = self._compiled.get(code_hash)
+        cache_key = (name, code_hash)
+        cached = self._compiled.get(cache_key)
         if cached is not None:
-            self._compiled.move_to_end(code_hash)
+            self._compiled.move_to_end(cache_key)
             return cached
 
         def read(key: str) -> Value:
@@ -64,7 +67,7 @@ class ContractRegistry:
         from civicledger.contracts.sandbox import compile_contract
 
         contract = compile_contract(source, name=name).instantiate()
-        self._compiled[code_hash] = contract
+        self._compiled[cache_key] = contract
         if len(self._compiled) > MAX_COMPILED:
             self._compiled.popitem(last=False)
         return contract

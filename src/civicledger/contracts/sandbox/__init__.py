@@ -18,7 +18,8 @@ guards and the fuel schedule). Example contract::
         def total(self, ctx, args):
             return ctx.get_int("total")
 
-Not yet wired into deployment: nothing stores contracts on chain or registers them.
+Contracts reach the chain through the ``contracts`` system contract (deploy, approve) and
+run through ``contracts.registry`` (compiled on first use, cached by name and code hash).
 """
 
 from civicledger.contracts.sandbox.compiler import (
