@@ -607,3 +607,18 @@ def test_error_messages_are_bounded(sign: Sign, alice: KeyPair) -> None:
 def test_out_of_fuel_stops_a_metered_builtin(sign: Sign, alice: KeyPair) -> None:
     receipt = run_stopped(sign, alice, probe("x = sorted(list(range(200000)))"), 100_000)
     assert receipt.error_code == "out_of_fuel"
+
+
+def test_keyword_labels_may_be_ordinary_words_but_not_underscored() -> None:
+    ok = (
+        "class Labels:\n"
+        "    @call\n"
+        "    def go(self, ctx, args):\n"
+        "        ctx.emit('Filed', id=1, type='permit', hash=b'x')\n"
+        "        return 1\n"
+    )
+    compile_contract(ok, name="labels")
+    bad = ok.replace("id=1", "__class__=1")
+    with pytest.raises(ContractError) as refused:
+        compile_contract(bad, name="labels")
+    assert refused.value.code == "rejected"

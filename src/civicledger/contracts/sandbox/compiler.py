@@ -397,7 +397,10 @@ class _Checker(ast.NodeVisitor):
     def visit_keyword(self, node: ast.keyword) -> None:
         if node.arg is None:
             self.fail(node, "** unpacking")
-        self.check_name(node, node.arg)
+        # A keyword is a label, not a name lookup: ``emit("X", id=1, type="a")`` is fine;
+        # only the underscore rule applies (``__class__=`` is still refused).
+        if node.arg is not None and node.arg.startswith("_"):
+            self.fail(node, f"the keyword {node.arg!r} (names may not start with '_')")
         self.generic_visit(node)
 
     def visit_Dict(self, node: ast.Dict) -> None:
