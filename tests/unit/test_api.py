@@ -720,3 +720,18 @@ def test_events_stream_with_filters(client: TestClient, node, sign, alice) -> No
     assert (first["name"], first["data"]["amount"]) == ("Minted", 4)
     assert (second["name"], second["data"]["amount"]) == ("Minted", 5)
     assert first["height"] == second["height"] == node.head.height
+
+
+def test_an_events_client_that_hangs_up_frees_its_slot(client: TestClient) -> None:
+    import time
+
+    subscribers = client.app.state.subscribers
+    with client.websocket_connect("/v1/events"):
+        deadline = time.monotonic() + 5
+        while not subscribers and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert len(subscribers) == 1
+    deadline = time.monotonic() + 5
+    while subscribers and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert not subscribers

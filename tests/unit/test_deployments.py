@@ -140,3 +140,16 @@ def test_one_source_under_two_names_reports_each_name(node, sign, alice, validat
         nonce = node.mempool.get_pending_nonce(alice.address)
         with pytest.raises(InvalidTransaction, match=f"'{name}' has no method"):
             node.submit(sign(alice, nonce, name, "nope", {}).encoded)
+
+
+def test_approving_an_older_version_never_rolls_back(node, sign, alice, validator_key):
+    chain = Chain(node, sign)
+    chain.send(alice, "contracts", "deploy", {"name": "counter", "source": COUNTER_V1})
+    chain.send(alice, "contracts", "deploy", {"name": "counter", "source": COUNTER_V2})
+    assert (
+        chain.send(validator_key, "contracts", "approve", {"name": "counter", "version": 2}).result
+        == "active"
+    )
+    old = chain.send(validator_key, "contracts", "approve", {"name": "counter", "version": 1})
+    assert old.error_code == "superseded"
+    assert chain.send(alice, "counter", "add", {"n": 1}).result == 2  # v2 doubles

@@ -422,3 +422,31 @@ def test_get_pending_nonce(
     pool.admit(mint(8), 1)  # after a gap: not counted
     assert pool.get_pending_nonce(alice.address) == 7
     assert pool.get_pending_nonce(bob.address) == 0
+
+
+def test_few_transactions_may_wait_beyond_a_gap(node, sign, alice) -> None:
+    limit = node.mempool.limits.max_gapped_per_sender
+    # Nonce 0 is never sent: everything from 1 on waits beyond the gap.
+    for nonce in range(1, limit + 1):
+        node.submit(
+            sign(alice, nonce, "accounts", "mint", {"to": alice.address, "amount": 1}).encoded
+        )
+    with pytest.raises(InvalidTransaction) as refused:
+        node.submit(
+            sign(alice, limit + 1, "accounts", "mint", {"to": alice.address, "amount": 1}).encoded
+        )
+    assert refused.value.code == "nonce_gap"
+    # A consecutive run is not limited by it: fill the gap, then keep going.
+    node.submit(sign(alice, 0, "accounts", "mint", {"to": alice.address, "amount": 1}).encoded)
+    node.submit(
+        sign(alice, limit + 1, "accounts", "mint", {"to": alice.address, "amount": 1}).encoded
+    )
+
+
+def test_waiting_transactions_age_out(node, sign, alice) -> None:
+    node.submit(sign(alice, 5, "accounts", "mint", {"to": alice.address, "amount": 1}).encoded)
+    assert len(node.mempool) == 1
+    node.mempool.on_block_committed(
+        (), node.head.height + 1 + node.mempool.limits.max_age_blocks + 1
+    )
+    assert len(node.mempool) == 0

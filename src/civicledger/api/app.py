@@ -183,6 +183,7 @@ def create_app(
     app.state.waiters = waiters
 
     subscribers: set[_Subscriber] = set()
+    app.state.subscribers = subscribers
 
     def on_commit(block: Any, receipts: Any) -> None:
         for tx in block.transactions:
@@ -215,9 +216,19 @@ def create_app(
         await websocket.accept()
         subscriber = _Subscriber(contract, name)
         subscribers.add(subscriber)
+        # Watch the socket too: a client that hangs up is noticed at once, not at the
+        # next event (its slot would otherwise stay taken).
+        listener = asyncio.ensure_future(websocket.receive())
         try:
             while True:
-                message = await subscriber.queue.get()
+                getter = asyncio.ensure_future(subscriber.queue.get())
+                done, _ = await asyncio.wait(
+                    {getter, listener}, return_when=asyncio.FIRST_COMPLETED
+                )
+                if listener in done:
+                    getter.cancel()
+                    return
+                message = getter.result()
                 if message is None:
                     await websocket.close(code=1013, reason="too far behind")
                     return
@@ -225,6 +236,7 @@ def create_app(
         except WebSocketDisconnect:
             pass
         finally:
+            listener.cancel()
             subscribers.discard(subscriber)
 
     @app.exception_handler(StarletteHTTPException)

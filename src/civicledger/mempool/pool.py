@@ -28,6 +28,11 @@ class MempoolLimits:
     max_bytes: int = 64 * 1024 * 1024
     #: A transaction may be at most this many nonces ahead of its sender's next nonce.
     max_nonce_gap: int = 1_000
+    #: At most this many of a sender's waiting transactions may lie beyond a gap (they
+    #: cannot be included until it is filled).
+    max_gapped_per_sender: int = 16
+    #: A transaction still waiting this many blocks after it arrived is dropped.
+    max_age_blocks: int = 600
 
 
 class Mempool:
@@ -48,6 +53,8 @@ class Mempool:
         #: Arrival order: tx id → transaction.
         self._txs: dict[Hash32, Transaction] = {}
         self._by_sender: dict[Address, dict[int, Hash32]] = {}
+        #: The height that was next when each transaction arrived (for ageing out).
+        self._arrived: dict[Hash32, int] = {}
         self._bytes = 0
 
     def __len__(self) -> int:
@@ -120,6 +127,16 @@ class Mempool:
                 f"another transaction with nonce {tx.nonce} from this sender is waiting",
                 code="nonce_taken",
             )
+        # Transactions beyond a gap cannot be included until it is filled: few may wait.
+        if pending and tx.nonce > self.get_pending_nonce(sender):
+            run_end = self.get_pending_nonce(sender)
+            gapped = sum(1 for n in pending if n > run_end)
+            if gapped >= self.limits.max_gapped_per_sender:
+                raise InvalidTransaction(
+                    f"{gapped} transactions of this sender already wait beyond nonce "
+                    f"{run_end}; send that nonce first",
+                    code="nonce_gap",
+                )
         # There is room.
         size = len(tx.encoded)
         if len(self._txs) >= self.limits.max_txs or self._bytes + size > self.limits.max_bytes:
@@ -133,6 +150,7 @@ class Mempool:
             )
         self._txs[tx_id] = tx
         self._by_sender.setdefault(sender, {})[tx.nonce] = tx_id
+        self._arrived[tx_id] = next_height
         self._bytes += size
 
     def reap(self, max_txs: int, max_bytes: int) -> list[Transaction]:
@@ -167,6 +185,7 @@ class Mempool:
         tx = self._txs.pop(tx_id, None)
         if tx is None:
             return
+        self._arrived.pop(tx_id, None)
         self._bytes -= len(tx.encoded)
         sender = tx.sender_address
         pending = self._by_sender[sender]
@@ -184,6 +203,11 @@ class Mempool:
             for n, tx_id in list(self._by_sender.get(sender, {}).items()):
                 if n < nonce:
                     self.remove(tx_id)
-        expired = [i for i, tx in self._txs.items() if tx.expiry and tx.expiry < next_height]
+        oldest = next_height - self.limits.max_age_blocks
+        expired = [
+            i
+            for i, tx in self._txs.items()
+            if (tx.expiry and tx.expiry < next_height) or self._arrived.get(i, next_height) < oldest
+        ]
         for tx_id in expired:
             self.remove(tx_id)

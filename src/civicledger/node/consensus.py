@@ -194,8 +194,8 @@ class ConsensusDriver:
             await asyncio.sleep(interval)
             try:
                 action()
-            except LedgerError as exc:
-                log.warning("%s failed: %s", action.__name__, exc)
+            except Exception:
+                log.exception("%s failed", action.__name__)
 
     # -- heights -------------------------------------------------------------------
 
@@ -288,9 +288,16 @@ class ConsensusDriver:
     def _commit(self, block: Block, commit: Commit) -> None:
         try:
             self.node.commit_block(block, commit, self.clock())
-        except LedgerError as exc:
-            log.error("cannot commit decided block %d: %s", block.height, exc)
-            raise
+        except Exception:
+            # Never blame the peer whose vote completed the quorum; restart the height
+            # after a pause (a transient storage error heals, and sync can repair).
+            log.exception("cannot commit decided block %d; retrying the height", block.height)
+            self.metrics.inc("commit_failures_total")
+            for timer in self._timers:
+                timer.cancel()
+            self._timers = []
+            self._schedule_height_start(1_000)
+            return
         for timer in self._timers:
             timer.cancel()
         self._timers = []
@@ -478,6 +485,8 @@ class ConsensusDriver:
                         # Duplicates are normal in gossip; anything else is counted.
                         if exc.code != "duplicate":
                             self.metrics.inc("mempool_gossip_rejected_total", reason=exc.code)
+                    except Exception:
+                        log.exception("admitting a gossiped transaction failed")
                 if self._waiting_to_start:
                     self._maybe_start_height()
                 await asyncio.sleep(0)  # let consensus messages and the API in

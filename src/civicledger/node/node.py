@@ -575,14 +575,23 @@ class Node:
         """A key's value (or absence) at the head, with everything to check it offline."""
         if self.head.height == 0:
             raise NotFound("the genesis block has no commit certificate to prove against")
-        self._revert_candidate()  # prove the committed state, not a candidate
         block, commit = self.get_block(self.head.height)
         if commit is None:
             raise NotFound(f"block {self.head.height} has no commit")
+        # Prove the committed state: lift a candidate's changes for the moment, keeping
+        # its execution for when it is committed.
+        candidate = self._candidate
+        if candidate is not None:
+            self.state.update(candidate.inverse)
+        try:
+            proof = self.state.prove(contract_state_key(contract, key))
+        finally:
+            if candidate is not None:
+                self.state.update(candidate.result.changes)
         return StateProofBundle(
             contract=contract,
             key=key,
-            proof=self.state.prove(contract_state_key(contract, key)),
+            proof=proof,
             header=block.header,
             commit=commit,
             validators=self.get_validator_set(block.header.validator_set_hash),

@@ -148,8 +148,11 @@ class PeerManager:
             self.metrics.inc("p2p_rejected_total", reason="too_many_peers")
             writer.close()
             return
-        host, port = writer.get_extra_info("peername")[:2]
-        address = f"{host}:{port}"
+        peername = writer.get_extra_info("peername")
+        if not peername:
+            writer.close()  # reset before we could look at it
+            return
+        address = f"{peername[0]}:{peername[1]}"
         await self._establish(reader, writer, outbound=False, address=address)
 
     async def _dial_loop(self, address: str) -> None:
@@ -271,6 +274,9 @@ class PeerManager:
             self._drop(peer, exc.message)
         except asyncio.CancelledError:
             pass
+        except Exception:
+            log.exception("handling a message from %s failed", peer.name)
+            self._drop(peer, "internal error while handling its message")
 
     async def _writer(self, peer: Peer) -> None:
         try:

@@ -117,6 +117,16 @@ class Deployments(Contract):
         if not isinstance(record, dict):
             raise ContractError(f"no version {version} of {name!r}", code="not_found")
         ctx.require(record["status"] == "pending", f"version {version} is {record['status']!s}")
+        active = ctx.get(f"active/{name}")
+        if isinstance(active, dict):
+            current = active["version"]
+            assert isinstance(current, int)
+            # Approving never rolls the code back.
+            ctx.require(
+                version > current,
+                f"version {version} is older than the active version {current}",
+                code="superseded",
+            )
         approvals = record["approvals"]
         assert isinstance(approvals, list)
         organisations = ctx.get_from("organisations", "count") or 0
