@@ -69,6 +69,34 @@ def _summary(result: dict[str, Any]) -> str:
     )
 
 
+def _save_or_print(obj: Any, output: Path | None, saved: str) -> None:
+    """Print ``obj`` as JSON, or save it to ``output`` and say ``saved``."""
+    text = json.dumps(obj, indent=2) + "\n"
+    if output is None:
+        click.echo(text, nl=False)
+    else:
+        output.write_text(text)
+        click.echo(saved)
+
+
+def _read_offline(file: Path, what: str, genesis: Path | None) -> tuple[Any, ValidatorSet | None]:
+    """A saved proof's JSON and the validators to trust (from ``--genesis``), for offline
+    verification."""
+    try:
+        obj = json.loads(file.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise CliError(f"{file} is not a JSON {what}: {exc}") from None
+    return obj, (load_genesis(genesis).validators if genesis else None)
+
+
+def genesis_option(fn: Any) -> Any:
+    return click.option(
+        "--genesis",
+        type=click.Path(exists=True, dir_okay=False, path_type=Path),
+        help="Trust only the validators of this genesis file.",
+    )(fn)
+
+
 def _address(text: str) -> bytes:
     return parse_hex(text, what="address", size=20)
 
@@ -339,28 +367,15 @@ def receipt_get(tx_id: str, output: Path | None, node_url: str) -> None:
     """Fetch the receipt of TX_ID with its proofs."""
     with client_of(node_url) as client:
         proof = client.proof(tx_id)
-    text = json.dumps(proof, indent=2) + "\n"
-    if output is None:
-        click.echo(text, nl=False)
-    else:
-        output.write_text(text)
-        click.echo(f"saved receipt of {tx_id} to {output}")
+    _save_or_print(proof, output, f"saved receipt of {tx_id} to {output}")
 
 
 @receipt.command("verify")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option(
-    "--genesis",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="Trust only the validators of this genesis file.",
-)
+@genesis_option
 def receipt_verify(file: Path, genesis: Path | None) -> None:
     """Verify a saved receipt offline: no node is contacted."""
-    try:
-        obj = json.loads(file.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise CliError(f"{file} is not a JSON receipt: {exc}") from None
-    trusted: ValidatorSet | None = load_genesis(genesis).validators if genesis else None
+    obj, trusted = _read_offline(file, "receipt", genesis)
     try:
         proof = ReceiptProof.from_json(obj)
         verify_receipt_proof(proof, trusted_validators=trusted)
@@ -402,32 +417,23 @@ def state_get(contract: str, key: str, output: Path | None, node_url: str) -> No
     """Fetch KEY of CONTRACT at the head with its proof (e.g. accounts balance/<address>)."""
     with client_of(node_url) as client:
         bundle = client.state_proof(contract, key)
-    text = json.dumps(bundle, indent=2) + "\n"
-    if output is None:
-        click.echo(text, nl=False)
-    else:
-        output.write_text(text)
-        click.echo(f"saved the proof of {contract}/{key} at height {bundle['height']} to {output}")
+    _save_or_print(
+        bundle,
+        output,
+        f"saved the proof of {contract}/{key} at height {bundle['height']} to {output}",
+    )
 
 
 @state.command("verify")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option(
-    "--genesis",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="Trust only the validators of this genesis file.",
-)
+@genesis_option
 def state_verify(file: Path, genesis: Path | None) -> None:
     """Verify a saved state proof offline: no node is contacted."""
     from civicledger.encoding import decode
     from civicledger.jsonvalue import value_to_json
     from civicledger.state.bundle import StateProofBundle, verify_state_bundle
 
-    try:
-        obj = json.loads(file.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise CliError(f"{file} is not a JSON state proof: {exc}") from None
-    trusted: ValidatorSet | None = load_genesis(genesis).validators if genesis else None
+    obj, trusted = _read_offline(file, "state proof", genesis)
     try:
         bundle = StateProofBundle.from_json(obj)
         verify_state_bundle(bundle, trusted_validators=trusted)
