@@ -212,3 +212,46 @@ def test_stalled_proposer_causes_a_round_change_and_a_late_node_syncs(tmp_path):
         _check_agreement(net)
     finally:
         net.stop()
+
+
+def test_a_damaged_validator_resyncs_from_its_peers(tmp_path):
+    import sqlite3
+
+    from tests.e2e.harness import civic
+
+    net = LocalNetwork(tmp_path, validators=4, funded=SENDERS, block_interval_ms=100)
+    net.start()
+    try:
+        with Load(net):
+            _progress(net, net.nodes, 4, timeout=60)
+        victim = net.nodes[3]
+        victim.stop()
+        db = sqlite3.connect(victim.home / "data" / "chain.db")
+        height, raw = db.execute("SELECT height, raw FROM txs LIMIT 1").fetchone()
+        db.execute("UPDATE txs SET raw = ? WHERE height = ?", (raw[:-1] + b"\x00", height))
+        db.commit()
+        (signed,) = db.execute("SELECT value FROM meta WHERE key = 'last_signed'").fetchone()
+        db.close()
+        refused = civic("node", "start", "--config", str(victim.config), env=victim.env, timeout=60)
+        assert refused.returncode == 1 and "refusing to start" in refused.stderr
+        resync = civic("node", "resync", "--config", str(victim.config), check=True)
+        assert "re-syncs from peers" in resync.stdout
+        # The record of its last signature survives: it can never sign twice.
+        fresh = sqlite3.connect(victim.home / "data" / "chain.db")
+        (kept,) = fresh.execute("SELECT value FROM meta WHERE key = 'last_signed'").fetchone()
+        fresh.close()
+        assert kept == signed
+        victim.start()
+        others = [n for n in net.nodes if n is not victim]
+        wait_until(
+            lambda: victim.height() >= min(n.height() for n in others),
+            timeout=60,
+            what="the resynced validator to catch up",
+        )
+        top = victim.height()
+        assert {n.block_hash(top) for n in net.nodes} == {victim.block_hash(top)}
+        # The re-synced copy verifies from genesis.
+        victim.stop()
+        assert civic("verify", "--config", str(victim.config)).returncode == 0
+    finally:
+        net.stop()

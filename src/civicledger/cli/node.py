@@ -7,6 +7,7 @@ import shutil
 import signal
 import subprocess
 import threading
+import time
 from pathlib import Path
 
 import click
@@ -174,3 +175,46 @@ def verify(config_path: Path | None, data_dir: Path | None, genesis: Path | None
         f"OK: {report.blocks} blocks (head {report.head_height}, {report.head_hash}), "
         f"{report.transactions} transactions, {report.state_keys} state keys verified"
     )
+
+
+@node.command("resync")
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    required=True,
+)
+def node_resync(config_path: Path) -> None:
+    """Set a damaged chain database aside so the node re-syncs from its peers.
+
+    The old database is kept (renamed) for inspection. The record of the validator's last
+    signature is carried over, so a validator can never sign twice for one height, round
+    and step; if it cannot be read, nothing is changed.
+    """
+    import sqlite3
+
+    config = load_config(config_path)
+    data_dir = config.resolve(config.data_dir)
+    db = data_dir / "chain.db"
+    if not db.exists():
+        raise CliError(f"no chain database at {db}")
+    try:
+        with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
+            row = conn.execute("SELECT value FROM meta WHERE key = 'last_signed'").fetchone()
+    except sqlite3.DatabaseError as exc:
+        raise CliError(
+            f"cannot read the last-signature record from {db} ({exc}); refusing to reset a "
+            "validator that might then sign twice"
+        ) from None
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    aside = data_dir.with_name(f"{data_dir.name}.damaged-{stamp}")
+    data_dir.rename(aside)
+    data_dir.mkdir(parents=True)
+    store = BlockStore(db)
+    try:
+        if row is not None:
+            store.set_meta("last_signed", bytes(row[0]))
+    finally:
+        store.close()
+    click.echo(f"moved the damaged data to {aside}")
+    click.echo(f"start the node (civic node start --config {config_path}): it re-syncs from peers")
