@@ -81,6 +81,9 @@ class Transaction:
     signature: Signature
     #: Cached canonical encoding (not a field of the transaction itself).
     _encoded: bytes = field(default=b"", compare=False, repr=False)
+    #: Cached id and sender address: every node asks for them many times per transaction.
+    _tx_id: bytes = field(default=b"", compare=False, repr=False)
+    _sender_address: bytes = field(default=b"", compare=False, repr=False)
 
     def body_value(self) -> list[Value]:
         return [
@@ -105,7 +108,9 @@ class Transaction:
 
     @property
     def tx_id(self) -> Hash32:
-        return sha256(self.encoded)
+        if not self._tx_id:
+            object.__setattr__(self, "_tx_id", sha256(self.encoded))
+        return Hash32(self._tx_id)
 
     @property
     def signing_bytes(self) -> bytes:
@@ -113,7 +118,9 @@ class Transaction:
 
     @property
     def sender_address(self) -> Address:
-        return compute_address(self.sender)
+        if not self._sender_address:
+            object.__setattr__(self, "_sender_address", compute_address(self.sender))
+        return Address(self._sender_address)
 
     def is_signature_valid(self) -> bool:
         return is_valid_signature(self.sender, self.signing_bytes, self.signature)
