@@ -15,24 +15,10 @@ from civicledger.chain.transaction import make_transaction
 from civicledger.contracts.base import Args, Context, Contract, ViewContext, call, view
 from civicledger.contracts.registry import ContractRegistry
 from civicledger.contracts.sandbox import compile_contract
+from civicledger.contracts.sandbox.examples import COUNTER
 from civicledger.crypto.keys import KeyPair
 from civicledger.encoding import Value
 from civicledger.execution.executor import BlockEnv, execute_transactions
-
-SOURCE = """
-class Counter:
-    @call
-    def add(self, ctx, args):
-        n = args.integer("n", minimum=1, maximum=100)
-        total = ctx.get_int("total") + n
-        ctx.set("total", total)
-        ctx.emit("Added", n=n, total=total)
-        return total
-
-    @view
-    def total(self, ctx, args):
-        return ctx.get_int("total")
-"""
 
 
 class NativeCounter(Contract):
@@ -72,7 +58,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--calls", type=int, default=5_000)
     calls = parser.parse_args().calls
-    sandboxed = compile_contract(SOURCE, name="counter").instantiate()
+    sandboxed = compile_contract(COUNTER, name="counter").instantiate()
     native_us = measure(NativeCounter(), calls)
     sandbox_us = measure(sandboxed, calls)
     print(f"native   {native_us:7.1f} us per call")

@@ -8,24 +8,10 @@ import json
 import httpx
 import pytest
 
+from civicledger.contracts.sandbox.examples import COUNTER
 from tests.e2e.harness import LocalNetwork, civic, wait_until
 
 pytestmark = pytest.mark.slow
-
-COUNTER = """
-class Counter:
-    @call
-    def add(self, ctx, args):
-        n = args.integer("n", minimum=1, maximum=100)
-        total = ctx.get_int("total") + n
-        ctx.set("total", total)
-        ctx.emit("Added", n=n, total=total)
-        return total
-
-    @view
-    def total(self, ctx, args):
-        return ctx.get_int("total")
-"""
 
 
 def test_deploy_approve_and_call_on_four_validators(tmp_path):

@@ -4,23 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from civicledger.contracts.sandbox.examples import COUNTER as COUNTER_V1
 from civicledger.crypto.keys import KeyPair
 from civicledger.errors import InvalidTransaction
-
-COUNTER_V1 = """
-class Counter:
-    @call
-    def add(self, ctx, args):
-        n = args.integer("n", minimum=1, maximum=100)
-        total = ctx.get_int("total") + n
-        ctx.set("total", total)
-        ctx.emit("Added", n=n, total=total)
-        return total
-
-    @view
-    def total(self, ctx, args):
-        return ctx.get_int("total")
-"""
 
 COUNTER_V2 = COUNTER_V1.replace(
     'total = ctx.get_int("total") + n', 'total = ctx.get_int("total") + 2 * n'

@@ -3,20 +3,7 @@
 ``compile_contract(source, name=...)`` checks and compiles a contract's source (see
 ``compiler``); ``CompiledContract.instantiate()`` gives a ``Contract`` that the executor runs
 like a built-in one, every step charged to the transaction's fuel (see ``runtime`` for the
-guards and the fuel schedule). Example contract::
-
-    class Counter:
-        @call
-        def add(self, ctx, args):
-            n = args.integer("n", minimum=1, maximum=100)
-            total = ctx.get_int("total") + n
-            ctx.set("total", total)
-            ctx.emit("Added", n=n, total=total)
-            return total
-
-        @view
-        def total(self, ctx, args):
-            return ctx.get_int("total")
+guards and the fuel schedule). ``examples.COUNTER`` is a complete contract.
 
 Contracts reach the chain through the ``contracts`` system contract (deploy, approve) and
 run through ``contracts.registry`` (compiled on first use, cached by name and code hash).
