@@ -32,6 +32,12 @@ Example (written by ``civic init``)::
 
 A node without ``validator_key`` follows the chain; it authenticates to peers with
 ``node_key``, which must be on the network's node allowlist.
+
+For fault-injection tests only, a validator can be made to misbehave on purpose
+(``node/byzantine.py``; the node warns loudly at start)::
+
+    [byzantine]
+    mode = "double-sign"                 # or "double-propose", "invalid-block"
 """
 
 from __future__ import annotations
@@ -46,7 +52,12 @@ from civicledger.errors import DecodeError
 from civicledger.mempool.pool import MempoolLimits
 from civicledger.p2p.peers import P2PConfig
 
-__all__ = ["ApiConfig", "NodeConfig", "load_config", "render_config"]
+__all__ = ["BYZANTINE_MODES", "ApiConfig", "NodeConfig", "load_config", "render_config"]
+
+#: Deliberate faults a validator can be configured to commit (``[byzantine] mode``), for
+#: fault-injection tests: signing conflicting votes, proposing two blocks in one round,
+#: proposing blocks that honest validators must refuse.
+BYZANTINE_MODES = ("double-sign", "double-propose", "invalid-block")
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +83,16 @@ class NodeConfig:
     mempool: MempoolLimits = field(default_factory=MempoolLimits)
     p2p: P2PConfig = field(default_factory=P2PConfig)
     timeouts: TimeoutConfig = field(default_factory=TimeoutConfig)
+    #: A deliberate fault (one of ``BYZANTINE_MODES``) for fault-injection tests; ``None``
+    #: for an honest node, which every real deployment is.
+    byzantine: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.byzantine is not None and self.byzantine not in BYZANTINE_MODES:
+            raise DecodeError(
+                f"[byzantine] mode {self.byzantine!r} is unknown; "
+                f"use one of {', '.join(BYZANTINE_MODES)}"
+            )
 
     def resolve(self, path: Path) -> Path:
         return path if path.is_absolute() else self.home / path
@@ -89,6 +110,17 @@ def _p2p(section: dict[str, Any]) -> P2PConfig:
     if not isinstance(peers, list) or not all(isinstance(p, str) and ":" in p for p in peers):
         raise DecodeError('[p2p] peers must be a list of "host:port" strings')
     return P2PConfig(peers=tuple(peers), **section)
+
+
+def _byzantine(section: dict[str, Any]) -> str | None:
+    if not section:
+        return None
+    mode = section.pop("mode", None)
+    if section:
+        raise TypeError(f"[byzantine] knows only mode, not {', '.join(sorted(section))}")
+    if not isinstance(mode, str):
+        raise DecodeError(f"[byzantine] mode must be one of {', '.join(BYZANTINE_MODES)}")
+    return mode
 
 
 def load_config(path: Path) -> NodeConfig:
@@ -114,7 +146,10 @@ def load_config(path: Path) -> NodeConfig:
             mempool=MempoolLimits(**_section(obj, "mempool")),
             p2p=_p2p(_section(obj, "p2p")),
             timeouts=TimeoutConfig(**_section(obj, "consensus")),
+            byzantine=_byzantine(_section(obj, "byzantine")),
         )
+    except DecodeError as exc:
+        raise DecodeError(f"{path}: {exc}") from None
     except TypeError as exc:
         raise DecodeError(f"{path}: unknown or misspelt setting ({exc})") from None
 
@@ -159,4 +194,10 @@ def render_config(config: NodeConfig) -> str:
         f"precommit_delta_ms = {config.timeouts.precommit_delta_ms}",
         "",
     ]
+    if config.byzantine:
+        lines += [
+            "[byzantine]                          # fault-injection tests only",
+            f'mode = "{config.byzantine}"',
+            "",
+        ]
     return "\n".join(lines)

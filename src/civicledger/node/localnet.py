@@ -50,8 +50,12 @@ def create_network(
     params: ConsensusParams | None = None,
     timeouts: TimeoutConfig | None = None,
     allowed_nodes: tuple[PublicKey, ...] = (),
+    byzantine: dict[int, str] | None = None,
 ) -> list[Path]:
-    """Write a network of ``validators`` nodes under ``home``; return their config paths."""
+    """Write a network of ``validators`` nodes under ``home``; return their config paths.
+
+    ``byzantine`` maps a node's index to a deliberate fault for fault-injection tests
+    (``[byzantine] mode`` in its configuration)."""
     if len(api_ports) != validators or len(p2p_ports) != validators:
         raise ValueError("one API port and one p2p port per validator")
     homes = node_homes or [home / f"node{i}" for i in range(validators)]
@@ -85,6 +89,7 @@ def create_network(
             api=ApiConfig(port=api_ports[i]),
             p2p=P2PConfig(port=p2p_ports[i], peers=peers),
             timeouts=timeouts or TimeoutConfig(),
+            byzantine=(byzantine or {}).get(i),
         )
         config_path = node_home / "config.toml"
         config_path.write_text(render_config(config))
