@@ -443,12 +443,14 @@ def create_app(
 
     @app.get("/v1/state-proof", tags=["contracts"])
     async def get_state_proof(
-        contract: str = Query(..., max_length=64), key: str = Query(..., max_length=256)
+        contract: str = Query(..., max_length=64),
+        key: str = Query(..., max_length=256),
+        height: int | None = Query(None, ge=1, le=2**63 - 1),
     ) -> dict[str, Any]:
-        """A contract state key's value (or absence) at the head with a Merkle proof,
-        the header, its commit and the validators: verifiable offline
-        (``civic state verify``)."""
-        return node.get_state_proof(contract, key).to_json()
+        """A contract state key's value (or absence) after block ``height`` (default: the
+        head; recent heights are kept, see ``state_history``) with a Merkle proof, the
+        header, its commit and the validators: verifiable offline (``civic state verify``)."""
+        return node.get_state_proof(contract, key, height).to_json()
 
     @app.get("/v1/state/{contract}/{key:path}", tags=["contracts"])
     async def get_state(contract: str, key: str) -> dict[str, Any]:

@@ -410,13 +410,20 @@ def state() -> None:
 @click.argument("contract")
 @click.argument("key")
 @click.option(
+    "--height",
+    type=click.IntRange(min=1),
+    help="The block after which to read the key (default: the head; recent heights only).",
+)
+@click.option(
     "-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="Save to this file."
 )
 @node_option
-def state_get(contract: str, key: str, output: Path | None, node_url: str) -> None:
-    """Fetch KEY of CONTRACT at the head with its proof (e.g. accounts balance/<address>)."""
+def state_get(
+    contract: str, key: str, height: int | None, output: Path | None, node_url: str
+) -> None:
+    """Fetch KEY of CONTRACT with its proof (e.g. accounts balance/<address>)."""
     with client_of(node_url) as client:
-        bundle = client.state_proof(contract, key)
+        bundle = client.state_proof(contract, key, height)
     _save_or_print(
         bundle,
         output,

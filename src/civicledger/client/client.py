@@ -139,10 +139,12 @@ class Client:
         body = {"contract": contract, "method": method, "args": value_to_json(args or {})}
         return self._request("POST", "/v1/query", json=body)["result"]
 
-    def state_proof(self, contract: str, key: str) -> dict[str, Any]:
-        result: dict[str, Any] = self._request(
-            "GET", "/v1/state-proof", params={"contract": contract, "key": key}
-        )
+    def state_proof(self, contract: str, key: str, height: int | None = None) -> dict[str, Any]:
+        """A key's value after block ``height`` (default: the head) with its proof."""
+        params: dict[str, Any] = {"contract": contract, "key": key}
+        if height is not None:
+            params["height"] = height
+        result: dict[str, Any] = self._request("GET", "/v1/state-proof", params=params)
         return result
 
     def state(self, contract: str, key: str) -> dict[str, Any]:

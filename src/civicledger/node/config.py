@@ -9,6 +9,7 @@ Example (written by ``civic init``)::
     keystore = "keys"
     validator_key = "validator"        # key name in the keystore; omit for a non-validator
     passphrase_file = "passphrase"     # or set CIVIC_PASSPHRASE; omit both to be prompted
+    state_history = 1000               # recent heights whose state stays provable
 
     [api]
     host = "127.0.0.1"
@@ -79,6 +80,8 @@ class NodeConfig:
     #: Key that authenticates this node to peers (default: the validator key).
     node_key: str | None = None
     passphrase_file: Path | None = None
+    #: Recent heights whose state can still be proven (``civic state get --height``).
+    state_history: int = 1_000
     api: ApiConfig = field(default_factory=ApiConfig)
     mempool: MempoolLimits = field(default_factory=MempoolLimits)
     p2p: P2PConfig = field(default_factory=P2PConfig)
@@ -123,6 +126,12 @@ def _byzantine(section: dict[str, Any]) -> str | None:
     return mode
 
 
+def _state_history(value: object) -> int:
+    if type(value) is not int or not 1 <= value <= 10_000_000:
+        raise DecodeError("[node] state_history must be a whole number of blocks, 1 to 10000000")
+    return value
+
+
 def load_config(path: Path) -> NodeConfig:
     try:
         obj = tomllib.loads(path.read_text())
@@ -142,6 +151,7 @@ def load_config(path: Path) -> NodeConfig:
             validator_key=node.get("validator_key"),
             node_key=node.get("node_key"),
             passphrase_file=Path(passphrase_file) if passphrase_file else None,
+            state_history=_state_history(node.get("state_history", 1_000)),
             api=ApiConfig(**_section(obj, "api")),
             mempool=MempoolLimits(**_section(obj, "mempool")),
             p2p=_p2p(_section(obj, "p2p")),
@@ -168,6 +178,7 @@ def render_config(config: NodeConfig) -> str:
         lines.append(f'node_key = "{config.node_key}"')
     if config.passphrase_file:
         lines.append(f'passphrase_file = "{config.passphrase_file}"')
+    lines.append(f"state_history = {config.state_history}")
     lines += [
         "",
         "[api]",

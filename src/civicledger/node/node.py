@@ -67,6 +67,12 @@ log = logging.getLogger(__name__)
 MAX_EVIDENCE_SENT = 10_000
 
 
+#: Recent heights whose state stays provable, by default.
+DEFAULT_STATE_HISTORY = 1_000
+#: Keys a historical state proof may have to undo (bounds the work of one request).
+MAX_UNDO_PER_PROOF = 200_000
+
+
 @dataclass(slots=True)
 class _Candidate:
     """A block executed and applied to the state tree but not yet committed."""
@@ -112,8 +118,11 @@ class Node:
         *,
         registry: ContractRegistry | None = None,
         mempool_limits: MempoolLimits | None = None,
+        state_history: int = DEFAULT_STATE_HISTORY,
     ) -> None:
         self.data_dir = data_dir
+        #: How many recent heights' state stays provable (``get_state_proof(height=...)``).
+        self.state_history = state_history
         self.genesis = genesis
         self.chain_id = genesis.chain_id
         self.validator_key = validator_key
@@ -497,6 +506,8 @@ class Node:
             ],
             changes=changes,
             validator_set=(validators.hash, encode(validators.to_value())),
+            undo=self._candidate.inverse if self._candidate is not None else {},
+            keep_undo_from=header.height - self.state_history + 1,
         )
         self.head = header
         self._validators = None
@@ -571,21 +582,53 @@ class Node:
             validators=self.get_validator_set(block.header.validator_set_hash),
         )
 
-    def get_state_proof(self, contract: str, key: str) -> StateProofBundle:
-        """A key's value (or absence) at the head, with everything to check it offline."""
-        if self.head.height == 0:
+    def get_state_proof(
+        self, contract: str, key: str, height: int | None = None
+    ) -> StateProofBundle:
+        """A key's value (or absence) after block ``height`` (default: the head), with
+        everything to check it offline. Heights back to ``state_history`` blocks below the
+        head can be proven."""
+        head = self.head.height
+        height = head if height is None else height
+        if height == 0:
             raise NotFound("the genesis block has no commit certificate to prove against")
-        block, commit = self.get_block(self.head.height)
+        if height > head:
+            raise NotFound(f"no block at height {height}; the head is {head}")
+        undo: dict[bytes, bytes | None] = {}
+        if height < head:
+            undo_from = self.store.undo_from()
+            if undo_from is None or height < undo_from - 1:
+                oldest = "none" if undo_from is None else str(max(1, undo_from - 1))
+                raise NotFound(
+                    f"the state at height {height} is no longer kept by this node "
+                    f"(oldest provable height: {oldest})"
+                )
+            found = self.store.state_undo_since(height, MAX_UNDO_PER_PROOF)
+            if found is None:
+                raise NotFound(
+                    f"the state at height {height} is too far back to prove here: more than "
+                    f"{MAX_UNDO_PER_PROOF} keys changed since"
+                )
+            undo = found
+        block, commit = self.get_block(height)
         if commit is None:
-            raise NotFound(f"block {self.head.height} has no commit")
-        # Prove the committed state: lift a candidate's changes for the moment, keeping
-        # its execution for when it is committed.
+            raise NotFound(f"block {height} has no commit")
+        # Prove the state after block `height`: lift a candidate's changes and those of the
+        # blocks above `height` for the moment, then put them back. This runs without
+        # yielding, so no block is committed meanwhile.
         candidate = self._candidate
         if candidate is not None:
             self.state.update(candidate.inverse)
+        redo = {k: self.state.get(k) for k in undo}
         try:
+            self.state.update(undo)
+            if self.state.root() != block.header.state_root:
+                raise CorruptionError(
+                    f"the stored history does not rebuild the state root of block {height}"
+                )
             proof = self.state.prove(contract_state_key(contract, key))
         finally:
+            self.state.update(redo)
             if candidate is not None:
                 self.state.update(candidate.result.changes)
         return StateProofBundle(

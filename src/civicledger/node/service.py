@@ -60,6 +60,7 @@ def open_node(config: NodeConfig, validator_key: KeyPair | None = None) -> Node:
         genesis,
         validator_key,
         mempool_limits=config.mempool,
+        state_history=config.state_history,
     )
 
 

@@ -10,6 +10,9 @@ Tables::
     txs(tx_id BLOB PRIMARY KEY, height, idx, raw BLOB, receipt BLOB)   UNIQUE(height, idx)
     state(key BLOB PRIMARY KEY, value BLOB)         the current state
     validator_sets(hash BLOB PRIMARY KEY, value BLOB)   every validator set a header names
+    state_undo(height, key BLOB, old BLOB NULL)     what each recent block overwrote, so
+                                                    the state at a retained height can be
+                                                    rebuilt and proven
 """
 
 from __future__ import annotations
@@ -45,6 +48,12 @@ CREATE TABLE IF NOT EXISTS txs (
 );
 CREATE TABLE IF NOT EXISTS state (key BLOB PRIMARY KEY, value BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS validator_sets (hash BLOB PRIMARY KEY, value BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS state_undo (
+    height INTEGER NOT NULL,
+    key BLOB NOT NULL,
+    old BLOB,
+    PRIMARY KEY (height, key)
+);
 """
 
 
@@ -115,8 +124,14 @@ class BlockStore:
         txs: list[tuple[bytes, bytes, bytes]],
         changes: dict[bytes, bytes | None],
         validator_set: tuple[bytes, bytes] | None = None,
+        undo: dict[bytes, bytes | None] | None = None,
+        keep_undo_from: int = 0,
     ) -> None:
-        """Atomically append a block: ``txs`` are ``(tx_id, raw, receipt)`` in block order."""
+        """Atomically append a block: ``txs`` are ``(tx_id, raw, receipt)`` in block order.
+
+        ``undo`` maps each changed key to its value before the block (``None``: absent);
+        undo records of blocks below ``keep_undo_from`` are dropped in the same transaction.
+        """
         with self._lock:
             db = self._db
             db.execute("BEGIN IMMEDIATE")
@@ -143,6 +158,15 @@ class BlockStore:
                         "INSERT OR IGNORE INTO validator_sets (hash, value) VALUES (?, ?)",
                         validator_set,
                     )
+                if undo is not None:
+                    db.executemany(
+                        "INSERT INTO state_undo (height, key, old) VALUES (?, ?, ?)",
+                        [(height, k, v) for k, v in undo.items()],
+                    )
+                    # The first block with undo records starts the retained history.
+                    start = max(keep_undo_from, self.undo_from() or height)
+                    db.execute("DELETE FROM state_undo WHERE height < ?", (start,))
+                    self.set_meta("undo_from", str(start).encode())
                 db.execute("COMMIT")
             except BaseException:
                 db.execute("ROLLBACK")
@@ -208,6 +232,25 @@ class BlockStore:
     def iter_state(self) -> Iterator[tuple[bytes, bytes]]:
         for key, value in self._db.execute("SELECT key, value FROM state"):
             yield bytes(key), bytes(value)
+
+    def state_undo_since(self, height: int, limit: int) -> dict[bytes, bytes | None] | None:
+        """What undoes every block above ``height``: key -> its value after block ``height``.
+
+        ``None`` if that takes more than ``limit`` records.
+        """
+        rows = self._db.execute(
+            "SELECT key, old FROM state_undo WHERE height > ? ORDER BY height DESC LIMIT ?",
+            (height, limit + 1),
+        ).fetchall()
+        if len(rows) > limit:
+            return None
+        # Later rows are older blocks: the oldest change of a key holds its value at ``height``.
+        return {bytes(k): None if v is None else bytes(v) for k, v in rows}
+
+    def undo_from(self) -> int | None:
+        """The lowest block from which every block's undo record is kept (``None``: none)."""
+        raw = self.get_meta("undo_from")
+        return None if raw is None else int(raw)
 
     def get_validator_set(self, set_hash: bytes) -> bytes | None:
         row = self._db.execute(
