@@ -7,6 +7,7 @@ import click
 from civicledger import __version__
 from civicledger.cli.bench import bench
 from civicledger.cli.chain import account, block, contract, doc, receipt, state, tx
+from civicledger.cli.chaos import chaos
 from civicledger.cli.common import LedgerGroup
 from civicledger.cli.deploy import genesis, init
 from civicledger.cli.keys import keys
@@ -34,6 +35,7 @@ for command in (
     state,
     contract,
     bench,
+    chaos,
 ):
     cli.add_command(command)
 
