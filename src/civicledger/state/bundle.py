@@ -73,10 +73,14 @@ class StateProofBundle:
             validators=ValidatorSet.from_value(decode(field("validators"))),
         )
         # The readable fields must say what the proven objects say.
-        stated = obj.get("value")
+        if "value" not in obj:
+            raise DecodeError("state proof lacks 'value'")
+        stated = obj["value"]
         proven = bundle.proof.value
         if (stated is None) != (proven is None) or (proven is not None and stated != proven.hex()):
             raise DecodeError("the bundle's value is not the proven value")
+        if obj.get("present") is not (proven is not None):
+            raise DecodeError("the bundle's 'present' does not say what the proof proves")
         height = obj.get("height")
         if type(height) is not int or height != bundle.header.height:
             raise DecodeError("the bundle's height is not its header's")
