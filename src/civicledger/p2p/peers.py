@@ -26,9 +26,18 @@ from civicledger.metrics import Metrics
 from civicledger.p2p.secure import HandshakeError, SecureConnection, handshake
 from civicledger.types import PublicKey
 
-__all__ = ["P2PConfig", "Peer", "PeerManager"]
+__all__ = ["P2PConfig", "Peer", "PeerManager", "decode_message"]
 
 log = logging.getLogger(__name__)
+
+
+def decode_message(frame: bytes, max_size: int | None = None) -> tuple[str, Value]:
+    """Decode a peer message, the canonical encoding of a ``[type, payload]`` pair;
+    raise ``DecodeError`` otherwise."""
+    message = decode(frame, max_size=max_size)
+    if not isinstance(message, list) or len(message) != 2 or not isinstance(message[0], str):
+        raise DecodeError("a message is a [type, payload] pair")
+    return message[0], message[1]
 
 
 @dataclass(frozen=True, slots=True)
@@ -248,19 +257,11 @@ class PeerManager:
                 frame = await peer.conn.receive()
                 peer.last_received = time.monotonic()
                 try:
-                    message = decode(frame, max_size=self.config.max_frame)
-                    if (
-                        not isinstance(message, list)
-                        or len(message) != 2
-                        or not isinstance(message[0], str)
-                    ):
-                        raise DecodeError("a message is a [type, payload] pair")
+                    msg_type, payload = decode_message(frame, self.config.max_frame)
                 except DecodeError as exc:
                     self.metrics.inc("p2p_bad_messages_total", reason="malformed")
                     log.debug("malformed message from %s: %s", peer.name, exc)
                     continue
-                msg_type, payload = message
-                assert isinstance(msg_type, str)
                 if msg_type == "ping":
                     self.send(peer, "pong", payload)
                     continue
