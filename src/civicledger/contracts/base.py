@@ -46,6 +46,7 @@ __all__ = [
     "FUEL_READ",
     "FUEL_WRITE",
     "MAX_EVENTS",
+    "MAX_ITEMS",
     "MAX_KEY_LENGTH",
     "MAX_VALUE_SIZE",
     "Args",
@@ -70,6 +71,8 @@ FUEL_EVENT = 200
 QUERY_FUEL = 10_000_000
 
 MAX_KEY_LENGTH = 256
+#: Most entries one ``ctx.items`` call returns.
+MAX_ITEMS = 256
 MAX_VALUE_SIZE = 16 * 1024
 MAX_EVENTS = 64
 MAX_EVENT_SIZE = 4 * 1024
@@ -144,6 +147,25 @@ class ViewContext:
     def has(self, key: str) -> bool:
         self.fuel.charge(FUEL_READ)
         return self._reader.get(self._key(key)) is not None
+
+    def items(self, prefix: str = "", *, after: str = "", limit: int = 100) -> list[Value]:
+        """This contract's entries whose key starts with ``prefix``, in key order (UTF-8
+        byte order), as ``[key, value]`` pairs: at most ``limit`` (1 to ``MAX_ITEMS``), with
+        keys after ``after`` (pass the last key of one page to get the next)."""
+        if type(limit) is not int or not 0 < limit <= MAX_ITEMS:
+            raise ContractError(f"items() returns 1 to {MAX_ITEMS} entries per call")
+        if len(prefix) > MAX_KEY_LENGTH or len(after) > MAX_KEY_LENGTH:
+            raise ContractError(f"state keys are at most {MAX_KEY_LENGTH} characters")
+        base = state_key(self.contract, "")
+        self.fuel.charge(FUEL_READ)
+        rows = self._reader.scan(
+            base + prefix.encode(), base + after.encode() if after else b"", limit
+        )
+        out: list[Value] = []
+        for key, raw in rows:
+            self.fuel.charge(FUEL_READ + len(key) + len(raw))
+            out.append([key[len(base) :].decode(), decode(raw)])
+        return out
 
     def get_validators(self) -> ValidatorSet:
         """The validator set in force (read-only for every contract)."""

@@ -53,8 +53,8 @@ from civicledger.execution.executor import (
 )
 from civicledger.mempool.pool import Mempool, MempoolLimits
 from civicledger.state.bundle import StateProofBundle, contract_state_key
-from civicledger.state.overlay import StateReader
-from civicledger.state.smt import SparseMerkleTree
+from civicledger.state.ordered import StateTree
+from civicledger.state.overlay import StateReader, merged_scan
 from civicledger.state.system import get_validator_set
 from civicledger.storage.sqlite import BlockStore
 from civicledger.types import Address, Hash32
@@ -97,6 +97,12 @@ class _CommittedView:
             return candidate.inverse[key]
         return self._node.state.get(key)
 
+    def scan(self, prefix: bytes, after: bytes, limit: int) -> list[tuple[bytes, bytes]]:
+        candidate = self._node._candidate
+        if candidate is None:
+            return self._node.state.scan(prefix, after, limit)
+        return merged_scan(self._node.state, candidate.inverse, prefix, after, limit)
+
 
 @dataclass(frozen=True, slots=True)
 class TxStatus:
@@ -131,7 +137,7 @@ class Node:
         self._evidence_sent: set[str] = set()
         self.registry = registry or default_registry()
         self.store = BlockStore(data_dir / "chain.db")
-        self.state = SparseMerkleTree()
+        self.state = StateTree()
         self.mempool = Mempool(
             self.chain_id,
             self.registry,
@@ -184,7 +190,7 @@ class Node:
                 f"{self.store.path} belongs to another network (genesis {stored_hash.hex()}, "
                 f"this genesis file gives {genesis_block.hash.hex()})"
             )
-        self.state = SparseMerkleTree.from_items(self.store.iter_state())
+        self.state = StateTree.from_items(self.store.iter_state())
         try:
             self.head = self.check_stored_chain()
         except CorruptionError as exc:
@@ -201,7 +207,7 @@ class Node:
         log.info("opened chain %s at height %d", self.chain_id, self.head.height)
 
     def _genesis_block(self) -> Block:
-        tree = SparseMerkleTree.from_items(self.genesis.initial_state().items())
+        tree = StateTree.from_items(self.genesis.initial_state().items())
         return self.genesis.block(tree.root())
 
     def _write_genesis(self, block: Block) -> None:

@@ -27,7 +27,7 @@ from civicledger.contracts.registry import ContractRegistry, default_registry
 from civicledger.crypto.hashing import sha256
 from civicledger.errors import LedgerError
 from civicledger.execution.executor import BlockEnv, execute_transactions
-from civicledger.state.smt import SparseMerkleTree
+from civicledger.state.ordered import StateTree
 from civicledger.state.system import get_validator_set
 from civicledger.storage.sqlite import BlockStore
 
@@ -83,7 +83,7 @@ def _verify(
     report: VerifyReport,
     progress: Callable[[int], None] | None,
 ) -> None:
-    state = SparseMerkleTree.from_items(genesis.initial_state().items())
+    state = StateTree.from_items(genesis.initial_state().items())
     previous: Header | None = None
     for stored in store.iter_blocks():
         height = stored.height

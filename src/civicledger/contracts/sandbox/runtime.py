@@ -1212,6 +1212,17 @@ def _ctx_has(rt: Runtime, ctx: ViewContext, key: Any) -> bool:
     return ctx.has(_state_key(rt, key))
 
 
+def _ctx_items(
+    rt: Runtime, ctx: ViewContext, prefix: Any = "", *, after: Any = "", limit: Any = 100
+) -> list[Any]:
+    rt.fuel.charge(FUEL_OP)
+    _need_str(prefix, "a key prefix")
+    _need_str(after, "a key")
+    if type(limit) is not int:
+        raise _crash("items() needs an integer limit")
+    return ctx.items(prefix, after=after, limit=limit)
+
+
 def _ctx_require(
     rt: Runtime, ctx: ViewContext, condition: Any, message: Any, code: Any = "requirement_failed"
 ) -> None:
@@ -1251,6 +1262,7 @@ _VIEW_METHODS: dict[str, Handler] = {
     "has_role": _ctx_has_role,
     "get_int": _ctx_get_int,
     "has": _ctx_has,
+    "items": _ctx_items,
     "require": _ctx_require,
 }
 _CONTEXT_METHODS: dict[str, Handler] = {
