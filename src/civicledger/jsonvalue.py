@@ -29,12 +29,23 @@ def value_to_json(value: Value) -> Any:
     return value
 
 
+def _text(text: str, what: str) -> str:
+    # JSON can spell lone surrogates (\ud800), which no UTF-8 encoding carries.
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise DecodeError(f"{what} is not valid Unicode (a lone surrogate)") from None
+    return text
+
+
 def json_to_value(obj: Any, *, _depth: int = 0) -> Value:
     """Convert parsed JSON into a canonical value; raise ``DecodeError`` on floats etc."""
     if _depth > MAX_DEPTH:
         raise DecodeError(f"value nests deeper than {MAX_DEPTH} levels")
-    if obj is None or isinstance(obj, bool | str):
+    if obj is None or isinstance(obj, bool):
         return obj
+    if isinstance(obj, str):
+        return _text(obj, "a string")
     if isinstance(obj, int):
         if obj.bit_length() > 256:
             raise DecodeError("integers are limited to 256 bits")
@@ -46,7 +57,10 @@ def json_to_value(obj: Any, *, _depth: int = 0) -> Value:
     if isinstance(obj, dict):
         if set(obj) == {"$map"} and isinstance(obj["$map"], dict):
             inner = obj["$map"]
-            return {str(key): json_to_value(item, _depth=_depth + 1) for key, item in inner.items()}
+            return {
+                _text(str(key), "a map key"): json_to_value(item, _depth=_depth + 1)
+                for key, item in inner.items()
+            }
         if set(obj) == {"$bytes"}:
             text = obj["$bytes"]
             if not isinstance(text, str):
@@ -59,6 +73,6 @@ def json_to_value(obj: Any, *, _depth: int = 0) -> Value:
         for key, item in obj.items():
             if not isinstance(key, str):
                 raise DecodeError("map keys must be strings")
-            result[key] = json_to_value(item, _depth=_depth + 1)
+            result[_text(key, "a map key")] = json_to_value(item, _depth=_depth + 1)
         return result
     raise DecodeError(f"cannot convert {type(obj).__name__} to a ledger value")

@@ -36,6 +36,7 @@ from civicledger.chain.transaction import decode_transaction
 from civicledger.consensus.bft.messages import Proposal, Vote
 from civicledger.encoding import Value, decode, encode
 from civicledger.errors import DecodeError, InvalidTransaction
+from civicledger.jsonvalue import json_to_value, value_to_json
 from civicledger.p2p.peers import decode_message
 from civicledger.state.bundle import StateProofBundle
 from civicledger.state.smt import StateProof
@@ -173,3 +174,54 @@ def test_fuzz_receipt_proof_file_reads_back_or_refuses(obj: dict[str, Any]) -> N
 @given(obj=mutated_proof_files("state"))
 def test_fuzz_state_proof_file_reads_back_or_refuses(obj: dict[str, Any]) -> None:
     _check_proof_file(obj, StateProofBundle)
+
+
+# --- The JSON mapping ---------------------------------------------------------------------
+
+_json_text = st.text(st.characters(codec=None), max_size=6) | st.sampled_from(
+    ["$bytes", "$map", "\ud800", "a\udfffb", "00ff", "0x00", "ab cd", "AB", "zz", ""]
+)
+_json_leaves = (
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**260), max_value=2**260)
+    | st.sampled_from([2**256 - 1, -(2**256) + 1, 2**256, -(2**256)])
+    | st.floats()
+    | _json_text
+)
+#: Parsed JSON as the API and the CLI see it, with what a hostile client would write.
+arbitrary_json = st.recursive(
+    _json_leaves,
+    lambda children: (
+        st.lists(children, max_size=4)
+        | st.dictionaries(_json_text, children, max_size=3)
+        | st.builds(lambda v: {"$bytes": v}, children)
+        | st.builds(lambda v: {"$map": v}, children)
+    ),
+    max_leaves=16,
+)
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Equal and of the same types all the way down (``True == 1`` does not count)."""
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, list):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
+    if isinstance(a, dict):
+        return set(a) == set(b) and all(_same(a[k], b[k]) for k in a)
+    return bool(a == b)
+
+
+@fuzz(300)
+@given(obj=arbitrary_json)
+def test_fuzz_json_gives_an_encodable_value_or_refuses(obj: Any) -> None:
+    try:
+        value = json_to_value(obj)
+    except DecodeError:
+        return
+    # A value has a canonical encoding, and its JSON form reads back as itself.
+    decoded = decode(encode(value))
+    assert _same(decoded, value)
+    back = json_to_value(json.loads(json.dumps(value_to_json(value))))
+    assert _same(back, value)

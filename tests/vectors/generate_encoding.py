@@ -251,6 +251,8 @@ JSON_INVALID: list[tuple[str, str]] = [
     ("$bytes with an odd number of digits", '{"$bytes": "abc"}'),
     ("$bytes that is not a string", '{"$bytes": 5}'),
     ("33 nested arrays around null", "[" * 33 + "null" + "]" * 33),
+    ("a string with a lone surrogate", '"a\\ud800"'),
+    ("a member name with a lone surrogate", '{"\\udfff": 1}'),
 ]
 
 
