@@ -173,6 +173,7 @@ class LocalNetwork:
         empty_block_interval_ms: int = 0,
         timeouts: TimeoutConfig | None = None,
         allowed_nodes: tuple[bytes, ...] = (),
+        byzantine: dict[int, str] | None = None,
     ) -> None:
         api_ports = [free_port() for _ in range(validators)]
         p2p_ports = [free_port() for _ in range(validators)]
@@ -197,6 +198,7 @@ class LocalNetwork:
                 precommit_delta_ms=250,
             ),
             allowed_nodes=allowed_nodes,  # type: ignore[arg-type]
+            byzantine=byzantine,
         )
         self.nodes = [
             NodeProcess(c, a, p) for c, a, p in zip(configs, api_ports, p2p_ports, strict=True)

@@ -137,7 +137,7 @@ class ConsensusDriver:
         self.peers = peers
         self.metrics = metrics or Metrics()
         self.clock = clock
-        restored = load_signed_record(node.store.get_meta("last_signed"))
+        restored = self._load_signed_record()
         last = (restored.height, restored.round, restored.step) if restored else (0, -1, 0)
         self.engine = Tendermint(
             node.chain_id,
@@ -254,13 +254,7 @@ class ConsensusDriver:
                 # Durable before the signed message can leave this node.
                 self.node.store.set_meta("last_signed", encode_signed_record(effect))
             elif isinstance(effect, Broadcast):
-                message = effect.message
-                self._own_messages.append(message)
-                kind = "proposal" if isinstance(message, Proposal) else "vote"
-                if log.isEnabledFor(logging.DEBUG):
-                    log.debug("sent %s %s", kind, _describe(message))
-                if self.peers is not None:
-                    self.peers.broadcast(kind, message.to_value())
+                self._broadcast_own(effect.message)
             elif isinstance(effect, ScheduleTimeout):
                 assert self._loop is not None
                 self._timers.append(
@@ -278,6 +272,20 @@ class ConsensusDriver:
                 return  # the engine moved on; later effects belong to the old height
             elif isinstance(effect, Equivocation):
                 self._on_equivocation(effect.first, effect.second)
+
+    def _broadcast_own(self, message: Proposal | Vote) -> None:
+        """Send our signed proposal or vote to every peer, and keep it to re-send."""
+        self._own_messages.append(message)
+        kind = "proposal" if isinstance(message, Proposal) else "vote"
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("sent %s %s", kind, _describe(message))
+        if self.peers is not None:
+            self.peers.broadcast(kind, message.to_value())
+
+    def _load_signed_record(self) -> RecordSigned | None:
+        """The record of our last signature: a restarted validator never signs at or
+        below it again."""
+        return load_signed_record(self.node.store.get_meta("last_signed"))
 
     def _on_timeout(self, kind: int, height: int, round_: int) -> None:
         if not self.running:

@@ -103,7 +103,14 @@ async def serve(node: Node, config: NodeConfig, node_key: KeyPair) -> None:
         on_connect=on_connect,
         metrics=metrics,
     )
-    driver = ConsensusDriver(node, peers, timeouts=config.timeouts, metrics=metrics)
+    if config.byzantine:
+        from civicledger.node.byzantine import ByzantineDriver
+
+        driver = ByzantineDriver(
+            node, peers, config.byzantine, timeouts=config.timeouts, metrics=metrics
+        )
+    else:
+        driver = ConsensusDriver(node, peers, timeouts=config.timeouts, metrics=metrics)
 
     def consensus_status() -> dict[str, Any]:
         assert driver is not None
@@ -141,6 +148,15 @@ def run_node(config_path: Path) -> None:
     config = load_config(config_path)
     validator_key, node_key = load_keys(config)
     node = open_node(config, validator_key)
+    if config.byzantine:
+        log.warning(
+            "\n%s\nTHIS NODE IS BYZANTINE ([byzantine] mode = %r in %s): it breaks the "
+            "consensus rules on purpose, for fault-injection tests only.\n%s",
+            "!" * 78,
+            config.byzantine,
+            config_path,
+            "!" * 78,
+        )
     log.info(
         "node %s serving chain %s: API http://%s:%d, p2p %s:%d",
         config.name,
