@@ -1,12 +1,15 @@
 """``civic bench``: measure a local network under load, against the machine's own limit.
 
-It starts a fresh local network in a temporary folder, pre-signs native transfers from many
-funded senders, submits them over HTTP (flat out, or at ``--rate``), watches blocks to see
-when each one is committed, and reports committed transactions per second, submit→commit
-latency percentiles, block sizes and intervals, and the node's CPU and memory. In the same
-run it measures Ed25519 verifications per second with the library the node uses (every
-node must verify every signature, so this is the physical limit) and gives throughput as
-a ratio of it.
+It starts a fresh local network in a temporary folder, pre-signs transactions of one load
+kind (native transfers, document registrations or calls of a sandboxed contract, see
+``bench_loads``) from many funded senders, submits them over HTTP (flat out, or at
+``--rate``), watches blocks to see when each one is committed, and reports committed
+transactions per second, submit→commit latency percentiles (overall and per second of the
+run), block sizes (transactions and bytes) and intervals, and each node's CPU and memory.
+In the same run it measures Ed25519 verifications per second with the library the node
+uses, on one core and on all cores at once (every node must verify every signature, so
+this is the physical limit) and gives throughput as a ratio of it. A sample of receipts is
+read back after the run: a load whose transactions fail would measure nothing useful.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import secrets
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -26,18 +30,53 @@ from typing import Any
 import httpx
 import nacl.signing
 
+from civicledger.bench_loads import LoadKind, deploy_bench_contract, presign
+from civicledger.chain.block import Block, Header
 from civicledger.chain.genesis import ConsensusParams
-from civicledger.chain.transaction import Transaction, make_transaction
+from civicledger.chain.transaction import Transaction
 from civicledger.crypto.keys import KeyPair
-from civicledger.node.localnet import LOCALNET_CHAIN_ID, create_network, start_node_process
-from civicledger.types import Address
+from civicledger.node.localnet import create_network, start_node_process
+from civicledger.types import Address, Hash32
 
-__all__ = ["BenchResult", "measure_ed25519_verify_rate", "run_bench"]
+__all__ = [
+    "BenchResult",
+    "NodeUsage",
+    "TimelinePoint",
+    "compute_timeline",
+    "measure_ed25519_parallel_rate",
+    "measure_ed25519_verify_rate",
+    "run_bench",
+]
+
+
+@dataclass(slots=True)
+class NodeUsage:
+    """One node process over the timed phase."""
+
+    name: str
+    #: CPU time over wall time, in % of one core.
+    cpu_percent: float
+    #: Resident memory at the end of the run, and its peak (VmHWM).
+    rss_mb: float
+    peak_rss_mb: float
+
+
+@dataclass(slots=True)
+class TimelinePoint:
+    """One second of the run, counted from the first submission."""
+
+    second: int
+    submitted: int
+    committed: int
+    #: Submit→commit latency of the transactions committed in this second (NaN: none).
+    p50_ms: float
+    p99_ms: float
 
 
 @dataclass(slots=True)
 class BenchResult:
     validators: int
+    load: str
     transactions: int
     committed: int
     rejected: int
@@ -47,37 +86,75 @@ class BenchResult:
     latency_ms: dict[str, float]
     blocks: int
     mean_block_txs: float
+    max_block_txs: int
+    #: Encoded block (header and transactions), as stored and gossiped.
+    mean_block_bytes: float
+    max_block_bytes: int
+    #: Between consecutive non-empty blocks, from their header times.
     mean_block_interval_ms: float
     #: Of the busiest node.
     node_cpu_percent: float
     #: Of the largest node.
     node_rss_mb: float
+    nodes: list[NodeUsage]
     ed25519_verify_per_s_core: float
+    #: One core's rate times the number of cores: the limit used for the ratio.
     ed25519_verify_per_s_machine: float
+    #: Measured with one thread per core at once (libsodium releases the GIL).
+    ed25519_verify_per_s_all_cores: float
     ratio_of_verify_limit: float
     cores: int
+    #: Receipts read back after the run (an even sample of the committed transactions).
+    receipts_checked: int
+    receipts_failed: int
+    timeline: list[TimelinePoint] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
 
 
-def measure_ed25519_verify_rate(seconds: float = 1.0) -> float:
-    """Verifications per second on one core, with PyNaCl (libsodium) as the node uses."""
+def _ed25519_sample() -> tuple[nacl.signing.VerifyKey, bytes]:
     key = nacl.signing.SigningKey(bytes(range(32)))
-    message = b"x" * 200
-    signed = key.sign(message)
-    verify_key = key.verify_key
+    return key.verify_key, key.sign(b"x" * 200)
+
+
+def _count_verifications(deadline: float) -> int:
+    verify_key, signed = _ed25519_sample()
     count = 0
-    start = time.perf_counter()
-    deadline = start + seconds
-    while True:
+    while time.perf_counter() < deadline:
         for _ in range(500):
             verify_key.verify(signed)
         count += 500
-        now = time.perf_counter()
-        if now >= deadline:
-            return count / (now - start)
+    return count
+
+
+def measure_ed25519_verify_rate(seconds: float = 1.0) -> float:
+    """Verifications per second on one core, with PyNaCl (libsodium) as the node uses."""
+    start = time.perf_counter()
+    count = _count_verifications(start + seconds)
+    return count / (time.perf_counter() - start)
+
+
+def measure_ed25519_parallel_rate(threads: int, seconds: float = 1.0) -> float:
+    """Verifications per second with ``threads`` threads at once (one per core)."""
+    counts = [0] * threads
+    start = time.perf_counter()
+    deadline = start + seconds
+
+    def work(index: int) -> None:
+        counts[index] = _count_verifications(deadline)
+
+    workers = [threading.Thread(target=work, args=(i,)) for i in range(threads)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    return sum(counts) / (time.perf_counter() - start)
+
+
+#: The load generator stops waiting after this long without a new block once all is sent.
+STALL_S = 30.0
 
 
 def _free_port() -> int:
@@ -100,29 +177,67 @@ def _proc_cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / ticks
 
 
-def _proc_rss_mb(pid: int) -> float:
+def _proc_memory_mb(pid: int, field_name: str = "VmRSS") -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
+        if line.startswith(field_name + ":"):
             return int(line.split()[1]) / 1024
     return float("nan")
 
 
-def _presign(senders: list[KeyPair], per_sender: int, recipient: Address) -> list[Transaction]:
-    txs = []
-    for nonce in range(per_sender):
-        for key in senders:
-            txs.append(
-                make_transaction(
-                    key,
-                    chain_id=LOCALNET_CHAIN_ID,
-                    nonce=nonce,
-                    contract="accounts",
-                    method="transfer",
-                    args={"to": recipient, "amount": 1},
-                    fuel_limit=100_000,
-                )
+@dataclass(slots=True)
+class _SeenBlock:
+    height: int
+    tx_ids: list[str]
+    #: When the watcher saw it committed (``perf_counter``).
+    seen: float
+    header: dict[str, Any]
+
+
+def _block_bytes(block: _SeenBlock, by_id: dict[str, Transaction]) -> int:
+    """The size of the block's encoding, rebuilt from its header and the known transactions."""
+    h = block.header
+    header = Header(
+        chain_id=h["chain_id"],
+        height=h["height"],
+        prev_hash=Hash32(bytes.fromhex(h["prev_hash"])),
+        time_ms=h["time_ms"],
+        proposer=Address(bytes.fromhex(h["proposer"])),
+        tx_root=Hash32(bytes.fromhex(h["tx_root"])),
+        state_root=Hash32(bytes.fromhex(h["state_root"])),
+        receipts_root=Hash32(bytes.fromhex(h["receipts_root"])),
+        validator_set_hash=Hash32(bytes.fromhex(h["validator_set_hash"])),
+    )
+    return len(Block(header, tuple(by_id[t] for t in block.tx_ids)).encoded)
+
+
+def compute_timeline(
+    submitted: dict[str, float], committed: dict[str, float], start: float
+) -> list[TimelinePoint]:
+    """Per second since ``start``: submissions, commits, and the commits' latencies."""
+    if not submitted:
+        return []
+    end = max([*submitted.values(), *committed.values()])
+    seconds = int(end - start) + 1
+    sent = [0] * seconds
+    for at in submitted.values():
+        sent[int(at - start)] += 1
+    latencies: list[list[float]] = [[] for _ in range(seconds)]
+    for tx_id, at in committed.items():
+        if tx_id in submitted:
+            latencies[int(at - start)].append((at - submitted[tx_id]) * 1000)
+    points = []
+    for second in range(seconds):
+        values = sorted(latencies[second])
+        points.append(
+            TimelinePoint(
+                second=second,
+                submitted=sent[second],
+                committed=len(values),
+                p50_ms=round(_percentile(values, 0.50), 1),
+                p99_ms=round(_percentile(values, 0.99), 1),
             )
-    return txs
+        )
+    return points
 
 
 async def _drive(
@@ -132,12 +247,14 @@ async def _drive(
     rate: float,
     concurrency: int,
     timeout_s: float,
-) -> tuple[dict[str, float], dict[str, float], int, list[tuple[int, int, float]]]:
+) -> tuple[dict[str, float], dict[str, float], int, dict[str, str], list[_SeenBlock]]:
     """Submit every transaction and watch blocks; return submit and commit times."""
     submitted: dict[str, float] = {}
     committed: dict[str, float] = {}
-    blocks: list[tuple[int, int, float]] = []
+    blocks: list[_SeenBlock] = []
     rejected = 0
+    #: The first answer for each kind of rejection (status line → body).
+    reasons: dict[str, str] = {}
     queue: asyncio.Queue[Transaction] = asyncio.Queue()
     for tx in txs:
         queue.put_nowait(tx)
@@ -180,9 +297,10 @@ async def _drive(
                             break
                         if line.lower().startswith(b"content-length:"):
                             length = int(line.split(b":")[1])
-                    await reader.readexactly(length)
+                    answer = await reader.readexactly(length)
                     if b" 202 " not in status_line:
                         rejected += 1
+                        reasons.setdefault(status_line.strip().decode(), answer.decode())
                         submitted.pop(tx_id, None)
             finally:
                 writer.close()
@@ -190,15 +308,21 @@ async def _drive(
         async def watcher() -> None:
             height = int((await http.get("/v1/status")).json()["head"]["height"])
             deadline = time.perf_counter() + timeout_s
+            progress = time.perf_counter()
             while time.perf_counter() < deadline:
                 head = int((await http.get("/v1/status")).json()["head"]["height"])
                 seen = time.perf_counter()
+                if head > height:
+                    progress = seen
+                # Everything sent and no block for a long while: what is missing is lost.
+                elif queue.empty() and seen - progress > STALL_S:
+                    return
                 while height < head:
                     height += 1
                     block = (await http.get(f"/v1/blocks/{height}?tx_ids=true")).json()
                     for tx_id in block["tx_ids"]:
                         committed[tx_id] = seen
-                    blocks.append((height, len(block["tx_ids"]), seen))
+                    blocks.append(_SeenBlock(height, block["tx_ids"], seen, block["header"]))
                 if len(committed) >= len(txs) - rejected and queue.empty():
                     return
                 await asyncio.sleep(0.02)
@@ -206,12 +330,13 @@ async def _drive(
         watch = asyncio.create_task(watcher())
         await asyncio.gather(*(submitter(i) for i in range(concurrency)))
         await watch
-    return submitted, committed, rejected, blocks
+    return submitted, committed, rejected, reasons, blocks
 
 
 def run_bench(
     *,
     validators: int = 1,
+    load: LoadKind = "transfer",
     transactions: int = 10_000,
     senders: int = 100,
     rate: float = 0.0,
@@ -222,12 +347,15 @@ def run_bench(
     keep: Path | None = None,
     log_level: str = "warning",
 ) -> BenchResult:
-    """Run one benchmark on a fresh single-validator network and return the figures."""
+    """Run one benchmark on a fresh network of ``validators`` and return the figures."""
     per_sender = max(1, transactions // senders)
     keys = [KeyPair.generate() for _ in range(senders)]
     recipient = KeyPair.generate().address
+    cores = os.cpu_count() or 1
     verify_rate = measure_ed25519_verify_rate()
-    txs = _presign(keys, per_sender, recipient)
+    verify_all_cores = measure_ed25519_parallel_rate(cores)
+    txs = presign(load, keys, per_sender, recipient)
+    passphrase = secrets.token_urlsafe(12)
     with tempfile.TemporaryDirectory(prefix="civic-bench-") as tmp:
         home = keep or Path(tmp)
         api_ports = [_free_port() for _ in range(validators)]
@@ -236,7 +364,7 @@ def run_bench(
             validators=validators,
             api_ports=api_ports,
             p2p_ports=[_free_port() for _ in range(validators)],
-            passphrase=secrets.token_urlsafe(12),
+            passphrase=passphrase,
             balances=tuple((k.address, 10**9) for k in keys),
             params=ConsensusParams(
                 block_interval_ms=block_interval_ms,
@@ -249,17 +377,30 @@ def run_bench(
         try:
             for url, process in zip(urls, processes, strict=True):
                 _wait_ready(url, process)
+            # A transaction reaches only the peers connected when it is admitted.
+            for url in urls:
+                _wait_peers(url, validators - 1)
+            if load == "contract":
+                deploy_bench_contract(urls[0], configs[0].parent, passphrase)
+                # Every node must know the contract before it admits calls to it.
+                for url in urls[1:]:
+                    _wait_height(url, _height(urls[0]))
             cpu_before = [_proc_cpu_seconds(p.pid) for p in processes]
             wall_before = time.perf_counter()
-            submitted, committed, rejected, blocks = asyncio.run(
+            submitted, committed, rejected, reasons, blocks = asyncio.run(
                 _drive(urls, txs, rate=rate, concurrency=concurrency, timeout_s=timeout_s)
             )
             wall = time.perf_counter() - wall_before
-            cpu = max(
-                _proc_cpu_seconds(p.pid) - before
-                for p, before in zip(processes, cpu_before, strict=True)
-            )
-            rss = max(_proc_rss_mb(p.pid) for p in processes)
+            nodes = [
+                NodeUsage(
+                    name=config.parent.name,
+                    cpu_percent=round(100 * (_proc_cpu_seconds(p.pid) - before) / wall, 1),
+                    rss_mb=round(_proc_memory_mb(p.pid), 1),
+                    peak_rss_mb=round(_proc_memory_mb(p.pid, "VmHWM"), 1),
+                )
+                for config, p, before in zip(configs, processes, cpu_before, strict=True)
+            ]
+            checked, failed, failure = _check_receipts(urls[0], sorted(committed))
         finally:
             for process in processes:
                 process.terminate()
@@ -273,15 +414,24 @@ def run_bench(
     last_commit = max(committed.values()) if committed else first_submit
     last_submit = max(submitted.values()) if submitted else first_submit
     duration = max(last_commit - first_submit, 1e-9)
-    busy = [b for b in blocks if b[1] > 0]
-    intervals = [b2[2] - b1[2] for b1, b2 in itertools.pairwise(busy)]
-    cores = os.cpu_count() or 1
+    busy = [b for b in blocks if b.tx_ids]
+    by_id = {tx.tx_id.hex(): tx for tx in txs}
+    sizes = [_block_bytes(b, by_id) for b in busy]
+    intervals = [
+        b2.header["time_ms"] - b1.header["time_ms"]
+        for b1, b2 in itertools.pairwise(busy)
+        if b2.height == b1.height + 1
+    ]
     tps = len(latencies) / duration
     notes = []
     if len(latencies) < len(txs) - rejected:
         notes.append(f"{len(txs) - rejected - len(latencies)} transactions not seen committed")
+    notes.extend(f"rejected: {status}: {body}" for status, body in reasons.items())
+    if failed:
+        notes.append(f"{failed} of {checked} receipts read back failed, e.g. {failure}")
     return BenchResult(
         validators=validators,
+        load=load,
         transactions=len(txs),
         committed=len(latencies),
         rejected=rejected,
@@ -295,18 +445,39 @@ def run_bench(
             "max": round(latencies[-1], 1) if latencies else float("nan"),
         },
         blocks=len(busy),
-        mean_block_txs=round(sum(b[1] for b in busy) / len(busy), 1) if busy else 0.0,
-        mean_block_interval_ms=round(1000 * sum(intervals) / len(intervals), 1)
-        if intervals
-        else 0.0,
-        node_cpu_percent=round(100 * cpu / wall, 1),
-        node_rss_mb=round(rss, 1),
+        mean_block_txs=round(sum(len(b.tx_ids) for b in busy) / len(busy), 1) if busy else 0.0,
+        max_block_txs=max((len(b.tx_ids) for b in busy), default=0),
+        mean_block_bytes=round(sum(sizes) / len(sizes)) if sizes else 0.0,
+        max_block_bytes=max(sizes, default=0),
+        mean_block_interval_ms=round(sum(intervals) / len(intervals), 1) if intervals else 0.0,
+        node_cpu_percent=max(n.cpu_percent for n in nodes),
+        node_rss_mb=max(n.rss_mb for n in nodes),
+        nodes=nodes,
         ed25519_verify_per_s_core=round(verify_rate),
         ed25519_verify_per_s_machine=round(verify_rate * cores),
+        ed25519_verify_per_s_all_cores=round(verify_all_cores),
         ratio_of_verify_limit=round(tps / (verify_rate * cores), 4),
         cores=cores,
+        receipts_checked=checked,
+        receipts_failed=failed,
+        timeline=compute_timeline(submitted, committed, first_submit),
         notes=notes,
     )
+
+
+def _check_receipts(url: str, tx_ids: list[str], sample: int = 50) -> tuple[int, int, str]:
+    """Read back an even sample of receipts: (checked, failed, first failure's message)."""
+    step = max(1, len(tx_ids) // sample)
+    checked = failed = 0
+    failure = ""
+    with httpx.Client(base_url=url, timeout=10) as http:
+        for tx_id in tx_ids[::step]:
+            receipt = http.get(f"/v1/transactions/{tx_id}").json()["receipt"]
+            checked += 1
+            if receipt is None or receipt["status"] != "ok":
+                failed += 1
+                failure = failure or f"{tx_id}: {receipt}"
+    return checked, failed, failure
 
 
 def _wait_ready(url: str, process: subprocess.Popen[bytes], timeout_s: float = 60.0) -> None:
@@ -396,6 +567,16 @@ def measure_failover(
                 except subprocess.TimeoutExpired:
                     process.kill()
     return FailoverResult(validators, trials, resume, timeouts.propose_ms)
+
+
+def _wait_peers(url: str, peers: int, timeout_s: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        consensus = httpx.get(f"{url}/v1/status", timeout=5).json()["consensus"]
+        if consensus is not None and consensus["peers"] >= peers:
+            return
+        time.sleep(0.05)
+    raise RuntimeError(f"{url} did not connect to {peers} peers within {timeout_s} s")
 
 
 def _height(url: str) -> int:
