@@ -12,15 +12,18 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from fastapi import FastAPI, Query, Request, WebSocket, WebSocketDisconnect
+from fastapi import FastAPI, Path, Query, Request, WebSocket, WebSocketDisconnect
 from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse, PlainTextResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from civicledger import __version__
+from civicledger.api import models
 from civicledger.api.errors import error_response, ledger_error_handler
+from civicledger.api.models import error_responses
 from civicledger.encoding import decode
 from civicledger.errors import DecodeError, LedgerError, NotFound
 from civicledger.jsonvalue import json_to_value, value_to_json
@@ -96,6 +99,28 @@ class BodyLimitMiddleware:
         await response(scope, receive, send)
 
 
+#: The two ways to submit a transaction, for the OpenAPI document.
+SUBMIT_BODY: dict[str, Any] = {
+    "required": True,
+    "content": {
+        "application/json": {
+            "schema": {
+                "type": "object",
+                "properties": {
+                    "tx": {
+                        "type": "string",
+                        "pattern": r"^(0[xX])?([0-9a-fA-F]{2})*$",
+                        "description": "Hex of the transaction's canonical encoding",
+                    }
+                },
+                "required": ["tx"],
+            }
+        },
+        "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
+    },
+}
+
+
 class SubmitRequest(BaseModel):
     tx: str = Field(description="Hex of the transaction's canonical encoding")
 
@@ -103,7 +128,21 @@ class SubmitRequest(BaseModel):
 class QueryRequest(BaseModel):
     contract: str = Field(max_length=64)
     method: str = Field(max_length=64)
-    args: dict[str, Any] = Field(default_factory=dict)
+    args: dict[str, Any] = Field(
+        default_factory=dict,
+        json_schema_extra={"additionalProperties": models.LEDGER_VALUE_REF},
+        description="Named arguments, as ledger values in JSON",
+    )
+
+
+# Path parameters: their format is documented, and checked by the handler (``parse_hex``),
+# which says precisely what is wrong with a malformed one.
+_HEX32 = r"^(0[xX])?[0-9a-fA-F]{64}$"
+TX_ID: Any = Path(description="Transaction id (hex)", json_schema_extra={"pattern": _HEX32})
+BLOCK_HASH: Any = Path(description="Block hash (hex)", json_schema_extra={"pattern": _HEX32})
+ADDRESS: Any = Path(
+    description="Account address (hex)", json_schema_extra={"pattern": r"^(0[xX])?[0-9a-fA-F]{40}$"}
+)
 
 
 def _tx_id(text: str) -> Hash32:
@@ -177,6 +216,19 @@ def create_app(
         "and contract state. Errors are {'error': {'code', 'message'}}.",
     )
     app.add_middleware(BodyLimitMiddleware, limit=max_body_bytes)
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = get_openapi(
+                title=app.title,
+                version=app.version,
+                description=app.description,
+                routes=app.routes,
+            )
+            app.openapi_schema = models.finish_openapi(schema)
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
     app.add_exception_handler(LedgerError, ledger_error_handler)
     waiters = Waiters()
     app.state.node = node
@@ -242,7 +294,8 @@ def create_app(
     @app.exception_handler(StarletteHTTPException)
     async def http_error_handler(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
-        return error_response(exc.status_code, code, str(exc.detail))
+        # Keep the exception's headers: a 405 names the allowed methods (``Allow``).
+        return error_response(exc.status_code, code, str(exc.detail), exc.headers)
 
     @app.exception_handler(RequestValidationError)
     async def validation_handler(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -251,12 +304,16 @@ def create_app(
         message = f"{where}: {first.get('msg', 'invalid request')}"
         return error_response(400, "bad_request", message)
 
-    @app.get("/v1/health", tags=["node"])
+    @app.get(
+        "/v1/health", tags=["node"], response_model=None, responses={200: {"model": models.Health}}
+    )
     async def health() -> dict[str, Any]:
         """Liveness: the node is up and has a chain."""
         return {"ok": True, "height": node.head.height}
 
-    @app.get("/v1/status", tags=["node"])
+    @app.get(
+        "/v1/status", tags=["node"], response_model=None, responses={200: {"model": models.Status}}
+    )
     async def status() -> dict[str, Any]:
         """The node's view of the chain."""
         head = node.head
@@ -271,7 +328,12 @@ def create_app(
             "consensus": consensus_status() if consensus_status else None,
         }
 
-    @app.get("/v1/metrics", tags=["node"], response_class=PlainTextResponse)
+    @app.get(
+        "/v1/metrics",
+        tags=["node"],
+        response_class=PlainTextResponse,
+        responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}},
+    )
     async def get_metrics() -> str:
         """Counters and gauges in the Prometheus text format."""
         registry = metrics or Metrics()
@@ -280,11 +342,21 @@ def create_app(
         registry.set("mempool_bytes", node.mempool.size_bytes)
         return registry.render()
 
-    @app.get("/v1/genesis", tags=["node"])
+    @app.get(
+        "/v1/genesis",
+        tags=["node"],
+        response_model=None,
+        responses={200: {"model": models.GenesisInfo}},
+    )
     async def genesis() -> dict[str, Any]:
         return node.genesis.to_json()
 
-    @app.get("/v1/validators", tags=["node"])
+    @app.get(
+        "/v1/validators",
+        tags=["node"],
+        response_model=None,
+        responses={200: {"model": models.ValidatorList}},
+    )
     async def validators() -> dict[str, Any]:
         return {
             "height": node.head.height,
@@ -295,7 +367,14 @@ def create_app(
             ],
         }
 
-    @app.post("/v1/transactions", status_code=202, tags=["transactions"])
+    @app.post(
+        "/v1/transactions",
+        status_code=202,
+        tags=["transactions"],
+        response_model=None,
+        responses={202: {"model": models.Submitted}, **error_responses(400, 409, 413, 422, 503)},
+        openapi_extra={"requestBody": SUBMIT_BODY},
+    )
     async def submit(request: Request) -> dict[str, Any]:
         """Submit a signed transaction: JSON ``{"tx": hex}`` or raw bytes
         (``application/octet-stream``). Returns its id at once; 4xx with the reason if
@@ -314,8 +393,13 @@ def create_app(
         tx_id = node.submit(raw)
         return {"tx_id": tx_id.hex(), "status": "pending"}
 
-    @app.get("/v1/transactions/{tx_id}", tags=["transactions"])
-    async def get_transaction(tx_id: str) -> dict[str, Any]:
+    @app.get(
+        "/v1/transactions/{tx_id}",
+        tags=["transactions"],
+        response_model=None,
+        responses={200: {"model": models.TransactionDetail}, **error_responses(400, 404)},
+    )
+    async def get_transaction(tx_id: str = TX_ID) -> dict[str, Any]:
         """A transaction, whether it is pending or committed, and its receipt."""
         st = node.get_tx_status(_tx_id(tx_id))
         return {
@@ -327,9 +411,14 @@ def create_app(
             "receipt": st.receipt.to_json() if st.receipt else None,
         }
 
-    @app.get("/v1/transactions/{tx_id}/wait", tags=["transactions"])
+    @app.get(
+        "/v1/transactions/{tx_id}/wait",
+        tags=["transactions"],
+        response_model=None,
+        responses={200: {"model": models.TransactionDetail}, **error_responses(400, 404, 408, 503)},
+    )
     async def wait_transaction(
-        tx_id: str, timeout: float = Query(10.0, gt=0, le=MAX_WAIT_SECONDS)
+        tx_id: str = TX_ID, timeout: float = Query(10.0, gt=0, le=MAX_WAIT_SECONDS)
     ) -> dict[str, Any]:
         """Wait until a transaction is committed (or ``timeout`` seconds pass: 408)."""
         txid = _tx_id(tx_id)
@@ -349,8 +438,13 @@ def create_app(
             waiters.discard(txid, future)
         return await get_transaction(tx_id)
 
-    @app.get("/v1/transactions/{tx_id}/proof", tags=["transactions"])
-    async def get_proof(tx_id: str) -> dict[str, Any]:
+    @app.get(
+        "/v1/transactions/{tx_id}/proof",
+        tags=["transactions"],
+        response_model=None,
+        responses={200: {"model": models.ReceiptProofFile}, **error_responses(400, 404)},
+    )
+    async def get_proof(tx_id: str = TX_ID) -> dict[str, Any]:
         """The receipt with inclusion proofs, header, commit and validator set, for
         offline verification (``civic receipt verify``)."""
         return node.get_receipt_proof(_tx_id(tx_id)).to_json()
@@ -380,7 +474,12 @@ def create_app(
             ]
         return out
 
-    @app.get("/v1/blocks", tags=["blocks"])
+    @app.get(
+        "/v1/blocks",
+        tags=["blocks"],
+        response_model=None,
+        responses={200: {"model": models.BlockList}, **error_responses(400)},
+    )
     async def list_blocks(
         start: int | None = Query(None, ge=0, description="Lowest height (default: newest)"),
         limit: int = Query(20, ge=1, le=MAX_BLOCK_LIST),
@@ -393,24 +492,44 @@ def create_app(
             heights = range(start, min(head, start + limit - 1) + 1)
         return {"head": head, "blocks": [node.get_header(h).to_json() for h in heights]}
 
-    @app.get("/v1/blocks/head", tags=["blocks"])
+    @app.get(
+        "/v1/blocks/head",
+        tags=["blocks"],
+        response_model=None,
+        responses={200: {"model": models.BlockDetail}, **error_responses(400)},
+    )
     async def get_head(txs: bool = False) -> dict[str, Any]:
         return _block_json(node.head.height, txs)
 
-    @app.get("/v1/blocks/hash/{block_hash}", tags=["blocks"])
-    async def get_block_by_hash(block_hash: str, txs: bool = False) -> dict[str, Any]:
+    @app.get(
+        "/v1/blocks/hash/{block_hash}",
+        tags=["blocks"],
+        response_model=None,
+        responses={200: {"model": models.BlockDetail}, **error_responses(400, 404)},
+    )
+    async def get_block_by_hash(block_hash: str = BLOCK_HASH, txs: bool = False) -> dict[str, Any]:
         height = node.get_block_hash_height(parse_hex(block_hash, what="block hash", size=32))
         return _block_json(height, txs)
 
-    @app.get("/v1/blocks/{height}", tags=["blocks"])
+    @app.get(
+        "/v1/blocks/{height}",
+        tags=["blocks"],
+        response_model=None,
+        responses={200: {"model": models.BlockDetail}, **error_responses(400, 404)},
+    )
     async def get_block(height: int, txs: bool = False, tx_ids: bool = False) -> dict[str, Any]:
         """Block ``height``; ``txs`` adds transactions with receipts, ``tx_ids`` just ids."""
         if not 0 <= height <= MAX_HEIGHT:
             raise NotFound(f"heights run from 0 to {MAX_HEIGHT}")
         return _block_json(height, txs, tx_ids)
 
-    @app.get("/v1/accounts/{address}", tags=["accounts"])
-    async def get_account(address: str) -> dict[str, Any]:
+    @app.get(
+        "/v1/accounts/{address}",
+        tags=["accounts"],
+        response_model=None,
+        responses={200: {"model": models.Account}, **error_responses(400)},
+    )
+    async def get_account(address: str = ADDRESS) -> dict[str, Any]:
         """An account's nonces and native balance."""
         from civicledger.types import Address
 
@@ -423,7 +542,12 @@ def create_app(
             "balance": balance,
         }
 
-    @app.get("/v1/contracts", tags=["contracts"])
+    @app.get(
+        "/v1/contracts",
+        tags=["contracts"],
+        response_model=None,
+        responses={200: {"model": models.ContractList}},
+    )
     async def list_contracts() -> dict[str, Any]:
         out = []
         for name in node.registry.names():
@@ -433,7 +557,12 @@ def create_app(
             )
         return {"contracts": out}
 
-    @app.post("/v1/query", tags=["contracts"])
+    @app.post(
+        "/v1/query",
+        tags=["contracts"],
+        response_model=None,
+        responses={200: {"model": models.QueryResult}, **error_responses(400, 404, 413, 422)},
+    )
     async def query(body: QueryRequest) -> dict[str, Any]:
         """Run a read-only contract view against the latest committed state."""
         args = json_to_value(body.args)
@@ -441,7 +570,12 @@ def create_app(
         result = node.query(body.contract, body.method, args)
         return {"height": node.head.height, "result": value_to_json(result)}
 
-    @app.get("/v1/state-proof", tags=["contracts"])
+    @app.get(
+        "/v1/state-proof",
+        tags=["contracts"],
+        response_model=None,
+        responses={200: {"model": models.StateProofFile}, **error_responses(400, 404, 422)},
+    )
     async def get_state_proof(
         contract: str = Query(..., max_length=64),
         key: str = Query(..., max_length=256),
@@ -452,7 +586,12 @@ def create_app(
         header, its commit and the validators: verifiable offline (``civic state verify``)."""
         return node.get_state_proof(contract, key, height).to_json()
 
-    @app.get("/v1/state/{contract}/{key:path}", tags=["contracts"])
+    @app.get(
+        "/v1/state/{contract}/{key:path}",
+        tags=["contracts"],
+        response_model=None,
+        responses={200: {"model": models.StateEntry}, **error_responses(400, 404)},
+    )
     async def get_state(contract: str, key: str) -> dict[str, Any]:
         """A raw state entry of a contract at the head, decoded."""
         raw = node.get_state_value(contract, key)

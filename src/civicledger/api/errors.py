@@ -6,6 +6,8 @@ Every error response is ``{"error": {"code": ..., "message": ...}}`` with a stat
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
@@ -22,7 +24,13 @@ from civicledger.errors import (
     NotFound,
 )
 
-__all__ = ["STATUS_BY_ERROR", "error_response", "http_status_of", "ledger_error_handler"]
+__all__ = [
+    "STATUS_BY_ERROR",
+    "STATUS_DESCRIPTIONS",
+    "error_response",
+    "http_status_of",
+    "ledger_error_handler",
+]
 
 STATUS_BY_ERROR: tuple[tuple[type[LedgerError], int], ...] = (
     (NotFound, 404),
@@ -55,8 +63,24 @@ def http_status_of(exc: LedgerError) -> int:
     return 400
 
 
-def error_response(status: int, code: str, message: str) -> JSONResponse:
-    return JSONResponse({"error": {"code": code, "message": message}}, status_code=status)
+#: What each error status means, for the OpenAPI document.
+STATUS_DESCRIPTIONS: dict[int, str] = {
+    400: "Malformed request: a parameter, body or encoding is invalid",
+    404: "No such object (block, transaction, contract, key, account)",
+    408: "The transaction was not committed within the timeout",
+    409: "Refused because of the sender's sequence: duplicate, nonce too low or taken",
+    413: "The request body or the transaction is too large",
+    422: "Well formed but refused: invalid transaction, failed contract call or proof",
+    503: "The node is busy (mempool full, too many waiting requests): retry later",
+}
+
+
+def error_response(
+    status: int, code: str, message: str, headers: Mapping[str, str] | None = None
+) -> JSONResponse:
+    return JSONResponse(
+        {"error": {"code": code, "message": message}}, status_code=status, headers=headers
+    )
 
 
 async def ledger_error_handler(request: Request, exc: Exception) -> JSONResponse:
