@@ -46,6 +46,7 @@ from pathlib import Path
 from typing import Any
 
 from civicledger.errors import LedgerError
+from civicledger.node.config import BYZANTINE_MODES
 
 __all__ = [
     "BYZANTINE_MODES",
@@ -71,7 +72,6 @@ CHECKERS = (
     "no_equivocation",
     "evidence",
 )
-BYZANTINE_MODES = ("double-sign", "double-propose", "invalid-block")
 #: Network faults act on the proxied links; process faults on one node's process.
 NETWORK_FAULTS = ("partition", "delay", "drop", "duplicate")
 PROCESS_FAULTS = ("kill", "pause", "restart", "clock_skew", "disk_full", "wal_damage")

@@ -228,12 +228,11 @@ class _Run:
         for spec, config_path, api, p2p in zip(m.nodes, configs, api_ports, p2p_ports, strict=True):
             config = load_config(config_path)
             config = dataclasses.replace(
-                config, p2p=dataclasses.replace(config.p2p, peers=self.proxies.peers_of(spec.index))
+                config,
+                p2p=dataclasses.replace(config.p2p, peers=self.proxies.peers_of(spec.index)),
+                byzantine=spec.byzantine,
             )
-            text = render_config(config)
-            if spec.byzantine is not None:
-                text += f'\n[byzantine]\nmode = "{spec.byzantine}"\n'
-            config_path.write_text(text)
+            config_path.write_text(render_config(config))
             node = ChaosNode(spec.index, config_path, api, p2p)
             if library is not None and spec.index in faketime_nodes:
                 node.use_faketime(library)
@@ -401,10 +400,6 @@ class _Run:
             return LivenessRecord(None, None, reason)
         honest = self.honest_serving()
 
-        def max_height() -> int:
-            heights = self.observer.heights()
-            return max((heights.get(i, -1) for i in honest), default=-1)
-
         base = max(
             (h for t, i, h in self.observer.samples if t <= healed_at and i in honest),
             default=-1,
@@ -413,23 +408,37 @@ class _Run:
         deadline = healed_at + PROGRESS_BOUND_S
         while True:
             progressed = [
-                t for t, i, h in self.observer.samples if t > healed_at and i in honest and h > base
+                (t, h)
+                for t, i, h in self.observer.samples
+                if t > healed_at and i in honest and h > base
             ]
             if progressed:
-                progress_s = min(progressed) - healed_at
+                first_t, target = min(progressed)
+                progress_s = first_t - healed_at
                 break
             if not wait or time.monotonic() > deadline:
                 return LivenessRecord(None, None)
             await asyncio.sleep(0.1)
-        target = max_height()
+        # Laggards have caught up when every honest node reached the height of that
+        # first new block.
         deadline = healed_at + CATCH_UP_BOUND_S
         while True:
-            heights = self.observer.heights()
-            if all(heights.get(i, -1) >= target for i in honest):
-                return LivenessRecord(progress_s, time.monotonic() - healed_at)
+            caught_up = self.caught_up_at(honest, target, after=healed_at)
+            if caught_up is not None:
+                return LivenessRecord(progress_s, caught_up - healed_at)
             if time.monotonic() > deadline:
                 return LivenessRecord(progress_s, None)
             await asyncio.sleep(0.1)
+
+    def caught_up_at(self, nodes: list[int], target: int, *, after: float) -> float | None:
+        """The first sample time after ``after`` when every node in ``nodes`` was at
+        ``target`` or above, according to its latest sample."""
+        latest: dict[int, int] = {}
+        for t, i, h in self.observer.samples:
+            latest[i] = h
+            if t > after and all(latest.get(n, -1) >= target for n in nodes):
+                return t
+        return None
 
     def read_node(self, node: ChaosNode, honest: bool) -> NodeRecord:
         record = NodeRecord(node.index, honest)
@@ -478,6 +487,12 @@ class _Run:
             store.close()
         return record
 
+    def acknowledged(self) -> dict[bytes, int]:
+        """The workload's transactions that a node reported committed (other transactions,
+        such as evidence reports, are not the client's)."""
+        submitted = self.load.submitted if self.load is not None else {}
+        return {tx: h for tx, h in self.observer.acknowledged.items() if tx in submitted}
+
     def observations(self, liveness: LivenessRecord) -> Observations:
         honest_nodes = set(self.m.honest) - self.down_for_good
         records = [self.read_node(n, n.index in honest_nodes) for n in self.nodes]
@@ -486,7 +501,7 @@ class _Run:
         double = {s.key_of for s in self.m.nodes if s.byzantine == "double-sign"}
         return Observations(
             nodes=records,
-            acknowledged=dict(self.observer.acknowledged),
+            acknowledged=self.acknowledged(),
             expected_supply=INITIAL_BALANCE * len(self.accounts)
             if self.m.load.kind == "bank"
             else None,
@@ -558,7 +573,7 @@ async def run_scenario(
         result.checks = checks
         result.submitted = submitted
         result.height = height
-        result.acknowledged = len(run.observer.acknowledged)
+        result.acknowledged = len(run.acknowledged())
     except LedgerError as exc:
         result.error = f"scenario could not run: {exc.message}"
     finally:
