@@ -15,8 +15,9 @@ from types import ModuleType
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
+from tests.fuzzing import fuzz_settings
 
 from civicledger.encoding import MAX_DEPTH, MAX_INT_BYTES, Value, decode, encode
 from civicledger.errors import DecodeError, EncodeError
@@ -232,13 +233,13 @@ def _decode_or_reject(data: bytes) -> None:
     assert encode(value) == data
 
 
-@settings(max_examples=500, deadline=None)
+@fuzz_settings(500)
 @given(st.binary(max_size=64))
 def test_arbitrary_bytes_decode_canonically_or_raise(data: bytes) -> None:
     _decode_or_reject(data)
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@fuzz_settings(300)
 @given(mutated_encodings())
 def test_mutated_encodings_decode_canonically_or_raise(data: bytes) -> None:
     _decode_or_reject(data)
