@@ -44,6 +44,7 @@ __all__ = [
     "fuzz_settings",
     "length_fields",
     "mutated_bytes",
+    "mutated_json",
     "mutated_values",
 ]
 
@@ -238,7 +239,8 @@ def _tweaks(value: Value) -> list[Value]:
     if isinstance(value, bytes):
         return [value[:-1], value + b"\x00", b"", bytes(32), bytes(64), value.hex(), [value]]
     if isinstance(value, str):
-        return ["", value + "x", "x" * 65, "é", "_" + value, value.upper(), value.encode()]
+        raw = value.encode("utf-8", "surrogatepass")
+        return ["", value + "x", "x" * 65, "é", "_" + value, value.upper(), raw]
     if isinstance(value, list):
         return [
             value[:-1],
@@ -249,7 +251,9 @@ def _tweaks(value: Value) -> list[Value]:
             [*value, None],
             {"": value},
         ]
-    return [{}, {**value, "": None}, dict(list(value.items())[:-1]), list(value.values())]
+    if isinstance(value, dict):
+        return [{}, {**value, "": None}, dict(list(value.items())[:-1]), list(value.values())]
+    return [0, -value, str(value), None]  # a float, in parsed JSON
 
 
 @st.composite
@@ -279,6 +283,7 @@ class Corpus:
     transactions: dict[Hash32, Transaction]
     receipt_proofs: list[dict[str, Any]]
     state_proofs: list[dict[str, Any]]
+    genesis: list[dict[str, Any]]
 
 
 def _build_corpus() -> Corpus:
@@ -352,6 +357,14 @@ def _build_corpus() -> Corpus:
         transactions={tx.tx_id: tx for tx in txs},
         receipt_proofs=[p.to_json() for p in receipt_proofs],
         state_proofs=[b.to_json() for b in state_proofs],
+        genesis=[
+            node.genesis.to_json(),
+            {
+                **node.genesis.to_json(),
+                "validators": [{"public_key": k.public_key.hex(), "power": 2} for k in keys],
+                "nodes": [k.public_key.hex() for k in keys],
+            },
+        ],
     )
 
 
@@ -363,6 +376,34 @@ def corpus() -> Corpus:
     if not _CORPUS:
         _CORPUS.append(_build_corpus())
     return _CORPUS[0]
+
+
+_json_scalars = (
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False)
+    | st.text(max_size=8)
+    | st.sampled_from(["", "0x", "zz", "ab cd", "AB", "\ud800"])
+)
+
+
+@st.composite
+def mutated_json(draw: st.DrawFn, seeds: Sequence[Any]) -> Any:
+    """One of ``seeds`` (parsed JSON) with one or two members or items replaced by a near
+    miss or any JSON value, or removed."""
+    obj = draw(st.sampled_from(list(seeds)))
+    for _ in range(draw(st.integers(min_value=1, max_value=2))):
+        path = draw(st.sampled_from(_paths(obj)))
+        old = _get(obj, path)
+        if path and draw(st.booleans()) and isinstance(_get(obj, path[:-1]), dict):
+            parent = dict(_get(obj, path[:-1]))  # type: ignore[call-overload]
+            del parent[path[-1]]
+            obj = _replace(obj, path[:-1], parent)
+            continue
+        tweaks = [t for t in _tweaks(old) if not isinstance(t, bytes)]
+        obj = _replace(obj, path, draw(st.sampled_from(tweaks) | _json_scalars))
+    return obj
 
 
 def fuzz_bytes(seeds: Sequence[bytes], *, cle: bool = True) -> st.SearchStrategy[bytes]:

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from tests.fuzzing import assert_decodes_canonically_or_raises, corpus, fuzz_bytes
+from tests.fuzzing import assert_decodes_canonically_or_raises, corpus, fuzz_bytes, mutated_json
 from tests.fuzzing import fuzz_settings as fuzz
 
 from civicledger.chain.block import (
@@ -29,6 +29,7 @@ from civicledger.chain.block import (
     decode_commit,
     decode_header,
 )
+from civicledger.chain.genesis import Genesis
 from civicledger.chain.merkle import InclusionProof
 from civicledger.chain.proof import ReceiptProof
 from civicledger.chain.receipt import decode_receipt
@@ -225,3 +226,17 @@ def test_fuzz_json_gives_an_encodable_value_or_refuses(obj: Any) -> None:
     assert _same(decoded, value)
     back = json_to_value(json.loads(json.dumps(value_to_json(value))))
     assert _same(back, value)
+
+
+# --- Genesis files ------------------------------------------------------------------------
+
+
+@fuzz(150)
+@given(obj=st.deferred(lambda: mutated_json(corpus().genesis)))
+def test_fuzz_genesis_file_reads_back_or_refuses(obj: Any) -> None:
+    try:
+        genesis = Genesis.from_json(obj)
+    except DecodeError:
+        return
+    # What it reads is what it writes.
+    assert Genesis.from_json(json.loads(json.dumps(genesis.to_json()))) == genesis
