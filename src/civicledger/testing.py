@@ -83,6 +83,22 @@ class LocalChain:
         assert block is not None
         return self.node.get_receipts(block.height)[-1]
 
+    def advance(self, blocks: int = 1, *, ms: int = 1_000) -> list[Receipt]:
+        """Commit ``blocks`` empty blocks ``ms`` apart; return the receipts of the scheduled
+        calls they ran, in order."""
+        receipts: list[Receipt] = []
+        for _ in range(blocks):
+            self._time += ms
+            block = self.node.produce_block(self._time)
+            assert block is not None
+            receipts += self.node.get_scheduled_receipts(block.height)
+        return receipts
+
+    @property
+    def height(self) -> int:
+        """The height of the last committed block."""
+        return self.node.head.height
+
     def query(self, contract: str, method: str, args: dict[str, Value] | None = None) -> Value:
         return self.node.query(contract, method, args or {})
 

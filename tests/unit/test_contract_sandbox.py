@@ -12,6 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from tests.dict_state import DictState
 
 from civicledger.chain.receipt import STATUS_FAILED, STATUS_OK, Event, Receipt
 from civicledger.chain.transaction import Transaction
@@ -85,25 +86,6 @@ def line_of(source: str, fragment: str) -> int:
 REQUIRE_LINE = line_of(COUNTER, "require(n != 13")
 HELPER_LINE = line_of(COUNTER, "10 // d")
 ARGS_LINE = line_of(COUNTER, 'args.integer("n", minimum=1')
-
-
-class DictState:
-    def __init__(self) -> None:
-        self.items: dict[bytes, bytes] = {}
-
-    def get(self, key: bytes) -> bytes | None:
-        return self.items.get(key)
-
-    def scan(self, prefix: bytes, after: bytes, limit: int) -> list[tuple[bytes, bytes]]:
-        keys = sorted(k for k in self.items if k.startswith(prefix) and k > after)
-        return [(k, self.items[k]) for k in keys[:limit]]
-
-    def apply(self, changes: dict[bytes, bytes | None]) -> None:
-        for key, value in changes.items():
-            if value is None:
-                self.items.pop(key, None)
-            else:
-                self.items[key] = value
 
 
 class Ledger:

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from tests.dict_state import DictState
 
 from civicledger.chain.genesis import Genesis
 from civicledger.chain.receipt import STATUS_FAILED, STATUS_OK, Event, Receipt
@@ -50,23 +51,6 @@ BLOCK_TIME_MS = 1_750_000_000_000
 
 def sha(data: bytes) -> bytes:
     return hashlib.sha256(data).digest()
-
-
-class DictState:
-    """A dict-backed ``StateReader`` standing in for the committed state."""
-
-    def __init__(self, items: dict[bytes, bytes]) -> None:
-        self.items = dict(items)
-
-    def get(self, key: bytes) -> bytes | None:
-        return self.items.get(key)
-
-    def apply(self, changes: dict[bytes, bytes | None]) -> None:
-        for key, value in changes.items():
-            if value is None:
-                self.items.pop(key, None)
-            else:
-                self.items[key] = value
 
 
 class Chain:

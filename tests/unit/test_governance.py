@@ -117,12 +117,14 @@ def test_bad_proposals_are_refused(node, sign, validator_key):
 
 
 def test_a_change_needs_more_than_two_thirds_of_the_power(make_genesis, sign):
+    from tests.dict_state import DictState
+
     from civicledger.contracts.registry import default_registry
     from civicledger.execution.executor import BlockEnv, execute_transactions
     from civicledger.state.system import NEXT_VALIDATORS_KEY
 
     keys = [KeyPair.from_seed(bytes([0x70 + i]) * 32) for i in range(4)]
-    state = dict(make_genesis(validators=keys).initial_state())
+    state = DictState(make_genesis(validators=keys).initial_state())
     registry = default_registry()
     target = keys[0].public_key
     statuses = []
@@ -138,11 +140,7 @@ def test_a_change_needs_more_than_two_thirds_of_the_power(make_genesis, sign):
         (receipt,) = result.receipts
         assert receipt.ok, receipt
         statuses.append(receipt.result)
-        for k, v in result.changes.items():
-            if v is None:
-                state.pop(k, None)
-            else:
-                state[k] = v
+        state.apply(result.changes)
     # 1 of 4, then 2 of 4: still open; 3 of 4 (> 2/3): applied, due two blocks later.
     assert statuses == [{"id": 1, "status": "open"}, "open", "applied"]
-    assert NEXT_VALIDATORS_KEY in state
+    assert NEXT_VALIDATORS_KEY in state.items

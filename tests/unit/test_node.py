@@ -218,7 +218,7 @@ def test_tx_status_pending_committed_and_unknown(
     with pytest.raises(NotFound):
         node.get_receipt_proof(tx.tx_id)
     seen: list[tuple[int, tuple[Receipt, ...]]] = []
-    node.on_commit.append(lambda block, receipts: seen.append((block.height, receipts)))
+    node.on_commit.append(lambda block, receipts, _: seen.append((block.height, receipts)))
     node.produce_block(NOW_MS)
     status = node.get_tx_status(tx.tx_id)
     assert (status.status, status.height, status.index) == ("committed", 1, 0)

@@ -139,6 +139,9 @@ class QueryRequest(BaseModel):
 # which says precisely what is wrong with a malformed one.
 _HEX32 = r"^(0[xX])?[0-9a-fA-F]{64}$"
 TX_ID: Any = Path(description="Transaction id (hex)", json_schema_extra={"pattern": _HEX32})
+SCHEDULE_ID: Any = Path(
+    description="Scheduled call id (hex)", json_schema_extra={"pattern": _HEX32}
+)
 BLOCK_HASH: Any = Path(description="Block hash (hex)", json_schema_extra={"pattern": _HEX32})
 ADDRESS: Any = Path(
     description="Account address (hex)", json_schema_extra={"pattern": r"^(0[xX])?[0-9a-fA-F]{40}$"}
@@ -237,15 +240,15 @@ def create_app(
     subscribers: set[_Subscriber] = set()
     app.state.subscribers = subscribers
 
-    def on_commit(block: Any, receipts: Any) -> None:
+    def on_commit(block: Any, receipts: Any, scheduled: Any) -> None:
         for tx in block.transactions:
             waiters.on_committed(tx.tx_id, block.header.height)
         if subscribers:
-            for tx, receipt in zip(block.transactions, receipts, strict=True):
+            for receipt in (*receipts, *scheduled):
                 for event in receipt.events:
                     message = {
                         "height": block.header.height,
-                        "tx_id": tx.tx_id.hex(),
+                        "tx_id": receipt.tx_id.hex(),
                         **event.to_json(),
                     }
                     for subscriber in list(subscribers):
@@ -393,6 +396,12 @@ def create_app(
         tx_id = node.submit(raw)
         return {"tx_id": tx_id.hex(), "status": "pending"}
 
+    @app.get("/v1/schedules/{schedule_id}", tags=["contracts"], responses=error_responses(400, 404))
+    async def get_schedule(schedule_id: str = SCHEDULE_ID) -> dict[str, Any]:
+        """A scheduled call: ``waiting`` (with what will run and when) or ``ran`` (with the
+        height, its position among the block's scheduled calls, and its receipt)."""
+        return node.get_scheduled(_tx_id(schedule_id))
+
     @app.get(
         "/v1/transactions/{tx_id}",
         tags=["transactions"],
@@ -472,6 +481,7 @@ def create_app(
                 {**tx.to_json(), "receipt": rc.to_json()}
                 for tx, rc in zip(block.transactions, receipts, strict=True)
             ]
+            out["scheduled"] = [rc.to_json() for rc in node.get_scheduled_receipts(height)]
         return out
 
     @app.get(

@@ -218,6 +218,9 @@ class BlockDetail(_Model):
     commit: CommitJson | None = Field(description="None for the genesis block")
     tx_ids: list[Hash] | None = Field(None, description="With `tx_ids=true`")
     transactions: list[TransactionWithReceipt] | None = Field(None, description="With `txs=true`")
+    scheduled: list[ReceiptJson] | None = Field(
+        None, description="With `txs=true`: receipts of the scheduled calls the block ran"
+    )
 
 
 class BlockList(_Model):

@@ -103,11 +103,12 @@ def verify_receipt_proof(
             raise InvalidProof("the transaction is for a different chain than the block")
         if not tx.is_signature_valid():
             raise InvalidProof("the transaction's signature is invalid")
-        # Both sit at the same index of a block of the same size.
+        # Both sit at the same index; the receipts follow the transactions one for one
+        # (scheduled calls' receipts come after them, so there may be more receipts).
         if proof.tx_proof.index != proof.receipt_proof.index:
             raise InvalidProof("transaction and receipt proofs are for different positions")
-        if proof.tx_proof.tree_size != proof.receipt_proof.tree_size:
-            raise InvalidProof("transaction and receipt proofs are for blocks of different sizes")
+        if proof.receipt_proof.tree_size < proof.tx_proof.tree_size:
+            raise InvalidProof("the block has fewer receipts than transactions")
         # The transaction is in the block's transactions root.
         verify_inclusion(tx.encoded, proof.tx_proof, header.tx_root)
         # The receipt is in the block's receipts root.

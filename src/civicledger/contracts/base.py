@@ -30,15 +30,29 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from civicledger.chain.block import ValidatorSet
 from civicledger.chain.receipt import Event
+from civicledger.contracts.schedule import (
+    KIND_HEIGHT,
+    KIND_TIME,
+    MAX_DUE,
+    MAX_SCHEDULED_ARGS_BYTES,
+    MAX_SCHEDULED_FUEL,
+    MAX_SCHEDULES_PER_CALL,
+    ScheduledCall,
+    id_key,
+    schedule_id,
+)
 from civicledger.encoding import Value, decode, encode
 from civicledger.errors import ContractError, EncodeError, OutOfFuel
 from civicledger.state.overlay import StateReader, TxOverlay
 from civicledger.state.system import VALIDATORS_KEY
-from civicledger.types import ADDRESS_SIZE, Address, Hash32, PublicKey
+from civicledger.types import ADDRESS_SIZE, HASH_SIZE, Address, Hash32, PublicKey
+
+if TYPE_CHECKING:
+    from civicledger.contracts.registry import ContractRegistry
 
 __all__ = [
     "FUEL_BASE",
@@ -69,6 +83,10 @@ FUEL_WRITE = 500
 FUEL_EVENT = 200
 #: Fuel a query may use (queries are not transactions but are bounded too).
 QUERY_FUEL = 10_000_000
+#: Fuel per read-only call into another contract, plus one per byte of its result.
+FUEL_CALL_VIEW = 500
+#: How deep read-only calls into other contracts may nest.
+MAX_VIEW_DEPTH = 4
 
 MAX_KEY_LENGTH = 256
 #: Most entries one ``ctx.items`` call returns.
@@ -119,8 +137,19 @@ class FuelMeter:
 class ViewContext:
     """Read-only access to one contract's state."""
 
-    def __init__(self, reader: StateReader, contract: str, fuel: FuelMeter, height: int) -> None:
+    def __init__(
+        self,
+        reader: StateReader,
+        contract: str,
+        fuel: FuelMeter,
+        height: int,
+        *,
+        registry: ContractRegistry | None = None,
+        depth: int = 0,
+    ) -> None:
         self._reader = reader
+        self._registry = registry
+        self._depth = depth
         self.contract = contract
         self.fuel = fuel
         #: Height of the state being read (the last committed block for queries).
@@ -198,6 +227,48 @@ class ViewContext:
         if not condition:
             raise ContractError(message, code=code)
 
+    def call_view(self, contract: str, method: str, args: dict[str, Value] | None = None) -> Value:
+        """Run another contract's ``@view`` method on the same state and return its result.
+
+        The callee reads only; it runs on this call's fuel; its arguments and result are
+        copies (encoded and decoded), so no object is shared between contracts.
+        """
+        if self._registry is None:
+            raise ContractError("calls into other contracts are not available here")
+        if self._depth >= MAX_VIEW_DEPTH:
+            raise ContractError(
+                f"read-only calls into other contracts nest at most {MAX_VIEW_DEPTH} deep",
+                code="limit_exceeded",
+            )
+        if args is None:
+            args = {}
+        if not isinstance(args, dict) or not all(isinstance(k, str) for k in args):
+            raise ContractError("call_view() arguments must be a dict with str keys")
+        try:
+            raw_args = encode(args)
+        except EncodeError as exc:
+            raise ContractError(f"call_view() arguments: {exc.message}") from None
+        self.fuel.charge(FUEL_CALL_VIEW + len(raw_args))
+        callee = self._registry.get(contract, self._reader)
+        fn = callee.get_method(method, "view")
+        inner = ViewContext(
+            self._reader,
+            contract,
+            self.fuel,
+            self.height,
+            registry=self._registry,
+            depth=self._depth + 1,
+        )
+        copied = decode(raw_args)
+        assert isinstance(copied, dict)
+        result = fn(inner, Args(copied))
+        try:
+            raw = encode(result)
+        except EncodeError as exc:
+            raise ContractError(f"{contract}.{method} returned {exc.message}") from None
+        self.fuel.charge(len(raw))
+        return decode(raw)
+
 
 class Context(ViewContext):
     """What a transaction's call sees and may change."""
@@ -214,9 +285,15 @@ class Context(ViewContext):
         tx_id: Hash32,
         sender: Address,
         sender_key: PublicKey,
+        registry: ContractRegistry | None = None,
+        scheduled: bool = False,
     ) -> None:
-        super().__init__(overlay, contract, fuel, height)
+        super().__init__(overlay, contract, fuel, height, registry=registry)
         self._overlay = overlay
+        self._schedules = 0
+        #: Whether this call is a scheduled call run by the chain (then ``tx_id`` is the
+        #: schedule's id and ``sender`` the account whose transaction scheduled it).
+        self.scheduled = scheduled
         self.chain_id = chain_id
         #: Block time in milliseconds since the Unix epoch (the same on every node).
         self.time_ms = time_ms
@@ -250,6 +327,107 @@ class Context(ViewContext):
             self._overlay.delete(key)
         else:
             self._overlay.set(key, raw)
+
+    def schedule(
+        self,
+        method: str,
+        args: dict[str, Value] | None = None,
+        *,
+        at_height: int | None = None,
+        at_time_ms: int | None = None,
+        fuel: int = 100_000,
+    ) -> Hash32:
+        """Have the chain call this contract's ``method`` later; return the schedule's id.
+
+        Exactly one of ``at_height`` (a later block height) or ``at_time_ms`` (a later block
+        time) is given. The call runs after the transactions of the first block that
+        reaches it, as ``sender``, with ``fuel`` as its fuel limit and a receipt of its own.
+        """
+        if (at_height is None) == (at_time_ms is None):
+            raise ContractError(
+                "schedule() needs exactly one of at_height and at_time_ms", code="bad_argument"
+            )
+        if at_height is not None:
+            kind, due, now = KIND_HEIGHT, at_height, self.height
+        else:
+            assert at_time_ms is not None
+            kind, due, now = KIND_TIME, at_time_ms, self.time_ms
+        if type(due) is not int or not now < due <= MAX_DUE:
+            raise ContractError(
+                f"schedule() at_{'height' if kind == KIND_HEIGHT else 'time_ms'} must be a "
+                f"whole number after the current block's ({now})",
+                code="bad_argument",
+            )
+        if type(fuel) is not int or not 0 < fuel <= MAX_SCHEDULED_FUEL:
+            raise ContractError(
+                f"schedule() fuel must be 1 to {MAX_SCHEDULED_FUEL}", code="bad_argument"
+            )
+        if not isinstance(method, str):
+            raise ContractError("schedule() method must be a str", code="bad_argument")
+        if args is None:
+            args = {}
+        if not isinstance(args, dict) or not all(isinstance(k, str) for k in args):
+            raise ContractError("schedule() arguments must be a dict with str keys")
+        try:
+            raw_args = encode(args)
+        except EncodeError as exc:
+            raise ContractError(f"schedule() arguments: {exc.message}") from None
+        if len(raw_args) > MAX_SCHEDULED_ARGS_BYTES:
+            raise ContractError(
+                f"schedule() arguments exceed {MAX_SCHEDULED_ARGS_BYTES} bytes",
+                code="limit_exceeded",
+            )
+        if self._schedules >= MAX_SCHEDULES_PER_CALL:
+            raise ContractError(
+                f"a call may schedule at most {MAX_SCHEDULES_PER_CALL} calls",
+                code="limit_exceeded",
+            )
+        if self._registry is not None:  # the method must exist now (it is checked again later)
+            self._registry.get(self.contract, self._overlay).get_method(method, "call")
+        copied = decode(raw_args)
+        assert isinstance(copied, dict)
+        sid = schedule_id(self.tx_id, self._schedules)
+        entry = ScheduledCall(
+            sid,
+            self.contract,
+            method,
+            copied,
+            fuel,
+            self.sender,
+            self.sender_key,
+            kind,
+            due,
+            self.height,
+        )
+        raw = entry.encode()
+        self.fuel.charge(2 * FUEL_WRITE + 10 * len(raw))
+        self._schedules += 1
+        self._overlay.set(entry.due_key, raw)
+        self._overlay.set(id_key(sid), entry.due_key)
+        return sid
+
+    def cancel_schedule(self, sid: bytes) -> bool:
+        """Withdraw a call this contract scheduled; ``False`` if it is not waiting (it ran,
+        was cancelled, or never existed)."""
+        if not isinstance(sid, bytes) or len(sid) != HASH_SIZE:
+            raise ContractError(
+                f"cancel_schedule() needs a {HASH_SIZE}-byte schedule id", code="bad_argument"
+            )
+        self.fuel.charge(FUEL_READ)
+        key = self._overlay.get(id_key(sid))
+        if key is None:
+            return False
+        raw = self._overlay.get(key)
+        if raw is None:
+            raise ContractError("damaged schedule index in state", code="corrupted")
+        if ScheduledCall.decode(raw).contract != self.contract:
+            raise ContractError(
+                "only the contract that scheduled a call may cancel it", code="forbidden"
+            )
+        self.fuel.charge(2 * FUEL_WRITE)
+        self._overlay.delete(key)
+        self._overlay.delete(id_key(sid))
+        return True
 
     def emit(self, name: str, /, **data: Value) -> None:
         size = len(encode(data))

@@ -16,11 +16,17 @@ from civicledger.chain.receipt import STATUS_FAILED, STATUS_OK, Receipt
 from civicledger.chain.transaction import Transaction
 from civicledger.contracts.base import FUEL_BASE, QUERY_FUEL, Args, Context, FuelMeter, ViewContext
 from civicledger.contracts.registry import ContractRegistry
+from civicledger.contracts.schedule import (
+    DUE_PREFIX,
+    MAX_SCHEDULED_PER_BLOCK,
+    ScheduledCall,
+    id_key,
+)
 from civicledger.encoding import Value, decode, encode
 from civicledger.errors import ContractError, InvalidTransaction, LedgerError, OutOfFuel
 from civicledger.state.overlay import BlockOverlay, StateReader, TxOverlay
 from civicledger.state.system import NEXT_VALIDATORS_KEY, VALIDATORS_KEY
-from civicledger.types import Address
+from civicledger.types import Address, Hash32, PublicKey
 
 __all__ = [
     "BlockEnv",
@@ -28,6 +34,7 @@ __all__ = [
     "execute_transactions",
     "get_nonce",
     "nonce_key",
+    "run_due_calls",
     "run_query",
     "validate_inclusion",
 ]
@@ -52,6 +59,14 @@ class ExecutionResult:
     changes: dict[bytes, bytes | None]
     #: Transactions left out (only when ``skip_invalid``), with the reason.
     skipped: tuple[tuple[Transaction, InvalidTransaction], ...]
+    #: Receipts of the scheduled calls that ran after the transactions, in order.
+    scheduled: tuple[Receipt, ...] = ()
+
+    @property
+    def all_receipts(self) -> tuple[Receipt, ...]:
+        """What the header's receipts root commits to: the transactions' receipts, then
+        the scheduled calls'."""
+        return self.receipts + self.scheduled
 
 
 def nonce_key(address: Address) -> bytes:
@@ -88,51 +103,126 @@ def validate_inclusion(state: StateReader, env: BlockEnv, tx: Transaction) -> No
         )
 
 
-def _run_call(
-    registry: ContractRegistry, overlay: TxOverlay, env: BlockEnv, tx: Transaction, fuel: FuelMeter
-) -> tuple[Value, Context]:
-    contract = registry.get(tx.contract, overlay)
-    method = contract.get_method(tx.method, "call")
-    ctx = Context(
-        overlay,
-        tx.contract,
-        fuel,
-        chain_id=env.chain_id,
-        height=env.height,
-        time_ms=env.time_ms,
-        tx_id=tx.tx_id,
-        sender=tx.sender_address,
-        sender_key=tx.sender,
-    )
-    result = method(ctx, Args(dict(tx.args)))
-    encode(result)  # the result must be encodable: it goes into the receipt
-    return result, ctx
+def _execute_call(
+    registry: ContractRegistry,
+    block: BlockOverlay,
+    env: BlockEnv,
+    *,
+    receipt_id: Hash32,
+    contract_name: str,
+    method: str,
+    args: dict[str, Value],
+    fuel_limit: int,
+    sender: Address,
+    sender_key: PublicKey,
+    scheduled: bool,
+) -> Receipt:
+    """Run one call in its own overlay; its writes reach ``block`` only if it succeeds."""
+    fuel = FuelMeter(fuel_limit)
+    overlay = TxOverlay(block)
+    try:
+        fuel.charge(FUEL_BASE)
+        contract = registry.get(contract_name, overlay)
+        fn = contract.get_method(method, "call")
+        ctx = Context(
+            overlay,
+            contract_name,
+            fuel,
+            chain_id=env.chain_id,
+            height=env.height,
+            time_ms=env.time_ms,
+            tx_id=receipt_id,
+            sender=sender,
+            sender_key=sender_key,
+            registry=registry,
+            scheduled=scheduled,
+        )
+        result = fn(ctx, Args(dict(args)))
+        encode(result)  # the result must be encodable: it goes into the receipt
+    except OutOfFuel as exc:
+        return Receipt(receipt_id, STATUS_FAILED, exc.code, exc.message, fuel_limit, (), None)
+    except LedgerError as exc:
+        code = exc.code if isinstance(exc, ContractError) else f"contract_{exc.code}"
+        return Receipt(receipt_id, STATUS_FAILED, code, exc.message, fuel.used, (), None)
+    except (RecursionError, MemoryError) as exc:
+        message = f"contract exhausted a resource: {type(exc).__name__}"
+        return Receipt(receipt_id, STATUS_FAILED, "contract_crashed", message, fuel.used, (), None)
+    except Exception as exc:  # contract code is not trusted to be bug-free
+        message = f"contract raised {type(exc).__name__}: {exc}"[:500]
+        return Receipt(receipt_id, STATUS_FAILED, "contract_crashed", message, fuel.used, (), None)
+    overlay.commit()
+    return Receipt(receipt_id, STATUS_OK, "", "", fuel.used, tuple(ctx.events), result)
 
 
 def execute_transaction(
     registry: ContractRegistry, block: BlockOverlay, env: BlockEnv, tx: Transaction
 ) -> Receipt:
     """Run one admitted transaction; its writes reach ``block`` only if it succeeds."""
-    tx_id = tx.tx_id
     block.writes[nonce_key(tx.sender_address)] = encode(tx.nonce + 1)
-    fuel = FuelMeter(tx.fuel_limit)
-    overlay = TxOverlay(block)
-    try:
-        fuel.charge(FUEL_BASE)
-        result, ctx = _run_call(registry, overlay, env, tx, fuel)
-    except OutOfFuel as exc:
-        return Receipt(tx_id, STATUS_FAILED, exc.code, exc.message, tx.fuel_limit, (), None)
-    except LedgerError as exc:
-        code = exc.code if isinstance(exc, ContractError) else f"contract_{exc.code}"
-        return Receipt(tx_id, STATUS_FAILED, code, exc.message, fuel.used, (), None)
-    except (RecursionError, MemoryError) as exc:
-        message = f"contract exhausted a resource: {type(exc).__name__}"
-        return Receipt(tx_id, STATUS_FAILED, "contract_crashed", message, fuel.used, (), None)
-    except Exception as exc:  # contract code is not trusted to be bug-free
-        message = f"contract raised {type(exc).__name__}: {exc}"[:500]
-        return Receipt(tx_id, STATUS_FAILED, "contract_crashed", message, fuel.used, (), None)
-    overlay.commit()
-    return Receipt(tx_id, STATUS_OK, "", "", fuel.used, tuple(ctx.events), result)
+    return _execute_call(
+        registry,
+        block,
+        env,
+        receipt_id=tx.tx_id,
+        contract_name=tx.contract,
+        method=tx.method,
+        args=tx.args,
+        fuel_limit=tx.fuel_limit,
+        sender=tx.sender_address,
+        sender_key=tx.sender,
+        scheduled=False,
+    )
+
+
+def _due_calls(block: BlockOverlay, env: BlockEnv) -> list[tuple[bytes, bytes]]:
+    """The scheduled calls due in this block, in due order, at most a block's worth:
+    those due by height first, then those due by time."""
+    due: list[tuple[bytes, bytes]] = []
+    for letter, now in ((b"h", env.height), (b"t", env.time_ms)):
+        prefix = DUE_PREFIX + letter
+        room = MAX_SCHEDULED_PER_BLOCK - len(due)
+        if room <= 0:
+            break
+        for key, raw in block.scan(prefix, b"", room):
+            if int(key[len(prefix) : len(prefix) + 16], 16) > now:
+                break
+            due.append((key, raw))
+    return due
+
+
+def run_due_calls(registry: ContractRegistry, block: BlockOverlay, env: BlockEnv) -> list[Receipt]:
+    """Run the scheduled calls that fall due in this block, after its transactions.
+
+    Each is removed from the schedule first, so it runs once whatever its outcome; it runs
+    like a transaction (own overlay, own fuel limit, rolled back on failure) and its
+    receipt's id is the schedule's id.
+    """
+    receipts: list[Receipt] = []
+    for key, raw in _due_calls(block, env):
+        try:
+            entry = ScheduledCall.decode(raw)
+        except ContractError:
+            entry = None
+        block.writes[key] = None
+        if entry is None:
+            continue
+        block.writes[id_key(entry.id)] = None
+        receipts.append(
+            _execute_call(
+                registry,
+                block,
+                env,
+                receipt_id=entry.id,
+                contract_name=entry.contract,
+                method=entry.method,
+                args=entry.args,
+                fuel_limit=entry.fuel,
+                sender=entry.sender,
+                sender_key=entry.sender_key,
+                scheduled=True,
+            )
+        )
+    return receipts
 
 
 def execute_transactions(
@@ -163,8 +253,11 @@ def execute_transactions(
             continue
         receipts.append(execute_transaction(registry, block, env, tx))
         included.append(tx)
+    scheduled = run_due_calls(registry, block, env)
     end_block(block, env)
-    return ExecutionResult(tuple(included), tuple(receipts), block.changes(), tuple(skipped))
+    return ExecutionResult(
+        tuple(included), tuple(receipts), block.changes(), tuple(skipped), tuple(scheduled)
+    )
 
 
 def end_block(block: BlockOverlay, env: BlockEnv) -> None:
@@ -191,5 +284,5 @@ def run_query(
     """Run a read-only ``@view`` method against committed state."""
     contract = registry.get(contract_name, state)
     fn = contract.get_method(method, "view")
-    ctx = ViewContext(state, contract_name, FuelMeter(QUERY_FUEL), height)
+    ctx = ViewContext(state, contract_name, FuelMeter(QUERY_FUEL), height, registry=registry)
     return fn(ctx, Args(dict(args)))

@@ -15,6 +15,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from civicledger.chain.block import (
     Block,
@@ -33,6 +34,7 @@ from civicledger.chain.receipt import Receipt, decode_receipt
 from civicledger.chain.transaction import Transaction, decode_transaction, make_transaction
 from civicledger.consensus.bft.messages import Vote
 from civicledger.contracts.registry import ContractRegistry, default_registry
+from civicledger.contracts.schedule import ScheduledCall, id_key
 from civicledger.contracts.system.evidence import evidence_key
 from civicledger.crypto.hashing import sha256
 from civicledger.crypto.keys import KeyPair
@@ -146,8 +148,9 @@ class Node:
             state=lambda: self.committed,
         )
         self.head: Header
-        #: Called with each committed block and its receipts (events, waiters).
-        self.on_commit: list[Callable[[Block, tuple[Receipt, ...]], None]] = []
+        #: Called with each committed block, its transactions' receipts and its scheduled
+        #: calls' receipts (events, waiters).
+        self.on_commit: list[Callable[[Block, tuple[Receipt, ...], tuple[Receipt, ...]], None]] = []
         #: Called with each transaction admitted to the mempool (gossip).
         self.on_admitted: list[Callable[[bytes], None]] = []
         try:
@@ -275,12 +278,13 @@ class Node:
         if compute_tx_root(txs) != header.tx_root:
             raise CorruptionError(f"block {height}: transactions do not match the tx root")
         receipts = []
-        for row in rows:
+        raw_receipts = [row.receipt for row in rows] + self.store.get_scheduled_receipts(height)
+        for index, raw in enumerate(raw_receipts):
             try:
-                receipts.append(decode_receipt(row.receipt))
+                receipts.append(decode_receipt(raw))
             except LedgerError as exc:
                 raise CorruptionError(
-                    f"block {height}: receipt {row.index} unreadable: {exc.message}"
+                    f"block {height}: receipt {index} unreadable: {exc.message}"
                 ) from None
         if compute_receipts_root(receipts) != header.receipts_root:
             raise CorruptionError(f"block {height}: receipts do not match the receipts root")
@@ -386,7 +390,7 @@ class Node:
             proposer=key.address,
             tx_root=compute_tx_root(result.transactions),
             state_root=state_root,
-            receipts_root=compute_receipts_root(result.receipts),
+            receipts_root=compute_receipts_root(result.all_receipts),
             validator_set_hash=self.validators.hash,
         )
         block = Block(header, result.transactions)
@@ -441,7 +445,7 @@ class Node:
             result = execute_transactions(self.registry, self.state, env, block.transactions)
         except InvalidTransaction as exc:
             raise InvalidBlock(f"block {height}: {exc.message}") from None
-        if compute_receipts_root(result.receipts) != header.receipts_root:
+        if compute_receipts_root(result.all_receipts) != header.receipts_root:
             raise InvalidBlock(f"block {height}: receipts root differs from execution")
         root = self._apply_candidate(result)
         if root != header.state_root:
@@ -466,7 +470,7 @@ class Node:
         assert candidate is not None and candidate.block_hash == block.hash
         result = candidate.result
         try:
-            self._save(block, commit, result.receipts, result.changes)
+            self._save(block, commit, result)
         except BaseException:
             self._revert_candidate()
             raise
@@ -492,13 +496,8 @@ class Node:
         self.commit_block(block, commit, now_ms)
         return block
 
-    def _save(
-        self,
-        block: Block,
-        commit: Commit,
-        receipts: tuple[Receipt, ...],
-        changes: dict[bytes, bytes | None],
-    ) -> None:
+    def _save(self, block: Block, commit: Commit, result: ExecutionResult) -> None:
+        receipts = result.receipts
         header = block.header
         validators = self.validators
         self.store.save_block(
@@ -510,8 +509,9 @@ class Node:
                 (tx.tx_id, tx.encoded, rc.encoded)
                 for tx, rc in zip(block.transactions, receipts, strict=True)
             ],
-            changes=changes,
+            changes=result.changes,
             validator_set=(validators.hash, encode(validators.to_value())),
+            scheduled=[(rc.tx_id, rc.encoded) for rc in result.scheduled],
             undo=self._candidate.inverse if self._candidate is not None else {},
             keep_undo_from=header.height - self.state_history + 1,
         )
@@ -519,7 +519,7 @@ class Node:
         self._validators = None
         self.mempool.on_block_committed(block.transactions, header.height + 1)
         for callback in self.on_commit:
-            callback(block, receipts)
+            callback(block, receipts, result.scheduled)
 
     # -- reads -------------------------------------------------------------------
 
@@ -555,7 +555,33 @@ class Node:
         return decode_transaction(raw)
 
     def get_receipts(self, height: int) -> list[Receipt]:
+        """The receipts of block ``height``'s transactions, in block order."""
         return [decode_receipt(row.receipt) for row in self.store.get_block_txs(height)]
+
+    def get_scheduled_receipts(self, height: int) -> list[Receipt]:
+        """The receipts of the scheduled calls block ``height`` ran, in order."""
+        return [decode_receipt(raw) for raw in self.store.get_scheduled_receipts(height)]
+
+    def get_scheduled(self, schedule_id: Hash32) -> dict[str, Any]:
+        """A scheduled call: waiting (with its entry) or run (with its receipt)."""
+        key = self.committed.get(id_key(schedule_id))
+        if key is not None:
+            raw = self.committed.get(key)
+            if raw is not None:
+                return {"status": "waiting", "call": ScheduledCall.decode(raw).to_json()}
+        ran = self.store.get_scheduled(schedule_id)
+        if ran is None:
+            raise NotFound(
+                f"no scheduled call {schedule_id.hex()} (neither waiting nor run; "
+                "a cancelled call leaves nothing)"
+            )
+        height, index, receipt = ran
+        return {
+            "status": "ran",
+            "height": height,
+            "index": index,
+            "receipt": decode_receipt(receipt).to_json(),
+        }
 
     def get_tx_status(self, tx_id: Hash32) -> TxStatus:
         pending = self.mempool.get(tx_id)
@@ -575,7 +601,8 @@ class Node:
         block, commit = self.get_block(status.height)
         if commit is None:
             raise InvalidBlock(f"block {status.height} has no commit")
-        receipts = self.get_receipts(status.height)
+        # The receipts root covers the transactions' receipts, then the scheduled calls'.
+        receipts = self.get_receipts(status.height) + self.get_scheduled_receipts(status.height)
         index = status.index
         receipt = receipts[index]
         return ReceiptProof(

@@ -153,7 +153,10 @@ def _verify(
         for row, receipt in zip(rows, result.receipts, strict=True):
             if receipt.encoded != row.receipt:
                 raise fail(f"stored receipt of transaction {row.index} differs from re-execution")
-        if compute_receipts_root(result.receipts) != header.receipts_root:
+        stored_scheduled = store.get_scheduled_receipts(height)
+        if [rc.encoded for rc in result.scheduled] != stored_scheduled:
+            raise fail("stored receipts of scheduled calls differ from re-execution")
+        if compute_receipts_root(result.all_receipts) != header.receipts_root:
             raise fail("receipts do not match the header's receipts root")
         state.update(result.changes)
         if state.root() != header.state_root:

@@ -10,6 +10,7 @@ Tables::
     txs(tx_id BLOB PRIMARY KEY, height, idx, raw BLOB, receipt BLOB)   UNIQUE(height, idx)
     state(key BLOB PRIMARY KEY, value BLOB)         the current state
     validator_sets(hash BLOB PRIMARY KEY, value BLOB)   every validator set a header names
+    scheduled(id BLOB PRIMARY KEY, height, idx, receipt BLOB)   receipts of scheduled calls
     state_undo(height, key BLOB, old BLOB NULL)     what each recent block overwrote, so
                                                     the state at a retained height can be
                                                     rebuilt and proven
@@ -48,6 +49,13 @@ CREATE TABLE IF NOT EXISTS txs (
 );
 CREATE TABLE IF NOT EXISTS state (key BLOB PRIMARY KEY, value BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS validator_sets (hash BLOB PRIMARY KEY, value BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS scheduled (
+    id BLOB PRIMARY KEY,
+    height INTEGER NOT NULL,
+    idx INTEGER NOT NULL,
+    receipt BLOB NOT NULL,
+    UNIQUE (height, idx)
+);
 CREATE TABLE IF NOT EXISTS state_undo (
     height INTEGER NOT NULL,
     key BLOB NOT NULL,
@@ -126,9 +134,11 @@ class BlockStore:
         validator_set: tuple[bytes, bytes] | None = None,
         undo: dict[bytes, bytes | None] | None = None,
         keep_undo_from: int = 0,
+        scheduled: list[tuple[bytes, bytes]] | None = None,
     ) -> None:
         """Atomically append a block: ``txs`` are ``(tx_id, raw, receipt)`` in block order.
 
+        ``scheduled`` are ``(schedule_id, receipt)`` of the scheduled calls the block ran.
         ``undo`` maps each changed key to its value before the block (``None``: absent);
         undo records of blocks below ``keep_undo_from`` are dropped in the same transaction.
         """
@@ -157,6 +167,11 @@ class BlockStore:
                     db.execute(
                         "INSERT OR IGNORE INTO validator_sets (hash, value) VALUES (?, ?)",
                         validator_set,
+                    )
+                if scheduled:
+                    db.executemany(
+                        "INSERT INTO scheduled (id, height, idx, receipt) VALUES (?, ?, ?, ?)",
+                        [(sid, height, i, rc) for i, (sid, rc) in enumerate(scheduled)],
                     )
                 if undo is not None:
                     db.executemany(
@@ -215,6 +230,20 @@ class BlockStore:
             (height,),
         ).fetchall()
         return [StoredTx(bytes(a), int(b), int(c), bytes(d), bytes(e)) for a, b, c, d, e in rows]
+
+    def get_scheduled_receipts(self, height: int) -> list[bytes]:
+        """The receipts of the scheduled calls block ``height`` ran, in order."""
+        rows = self._db.execute(
+            "SELECT receipt FROM scheduled WHERE height = ? ORDER BY idx", (height,)
+        ).fetchall()
+        return [bytes(r[0]) for r in rows]
+
+    def get_scheduled(self, schedule_id: bytes) -> tuple[int, int, bytes] | None:
+        """``(height, index, receipt)`` of a scheduled call that ran, or ``None``."""
+        row = self._db.execute(
+            "SELECT height, idx, receipt FROM scheduled WHERE id = ?", (schedule_id,)
+        ).fetchone()
+        return None if row is None else (int(row[0]), int(row[1]), bytes(row[2]))
 
     def get_tx(self, tx_id: bytes) -> StoredTx | None:
         row = self._db.execute(

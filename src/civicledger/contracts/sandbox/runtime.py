@@ -1223,6 +1223,50 @@ def _ctx_items(
     return ctx.items(prefix, after=after, limit=limit)
 
 
+def _plain_args(rt: Runtime, args: Any, what: str) -> dict[str, Any]:
+    if args is None:
+        return {}
+    if type(args) is not dict:
+        raise _crash(f"{what} arguments must be a dict, not {_tname(args)}")
+    rt.weigh(args)
+    return args
+
+
+def _ctx_call_view(
+    rt: Runtime, ctx: ViewContext, contract: Any, method: Any, args: Any = None
+) -> Any:
+    rt.fuel.charge(FUEL_OP)
+    _need_str(contract, "a contract name")
+    _need_str(method, "a method name")
+    return ctx.call_view(contract, method, _plain_args(rt, args, "call_view()"))
+
+
+def _ctx_schedule(
+    rt: Runtime,
+    ctx: Context,
+    method: Any,
+    args: Any = None,
+    *,
+    at_height: Any = None,
+    at_time_ms: Any = None,
+    fuel: Any = 100_000,
+) -> bytes:
+    rt.fuel.charge(FUEL_OP)
+    _need_str(method, "a method name")
+    return ctx.schedule(
+        method,
+        _plain_args(rt, args, "schedule()"),
+        at_height=at_height,
+        at_time_ms=at_time_ms,
+        fuel=fuel,
+    )
+
+
+def _ctx_cancel_schedule(rt: Runtime, ctx: Context, schedule_id: Any) -> bool:
+    rt.fuel.charge(FUEL_OP)
+    return ctx.cancel_schedule(schedule_id)
+
+
 def _ctx_require(
     rt: Runtime, ctx: ViewContext, condition: Any, message: Any, code: Any = "requirement_failed"
 ) -> None:
@@ -1263,6 +1307,7 @@ _VIEW_METHODS: dict[str, Handler] = {
     "get_int": _ctx_get_int,
     "has": _ctx_has,
     "items": _ctx_items,
+    "call_view": _ctx_call_view,
     "require": _ctx_require,
 }
 _CONTEXT_METHODS: dict[str, Handler] = {
@@ -1270,9 +1315,18 @@ _CONTEXT_METHODS: dict[str, Handler] = {
     "set": _ctx_set,
     "delete": _ctx_delete,
     "emit": _ctx_emit,
+    "schedule": _ctx_schedule,
+    "cancel_schedule": _ctx_cancel_schedule,
 }
 _VIEW_ATTRIBUTES = frozenset({"contract", "height"})
-_CONTEXT_ATTRIBUTES = _VIEW_ATTRIBUTES | {"chain_id", "time_ms", "tx_id", "sender", "sender_key"}
+_CONTEXT_ATTRIBUTES = _VIEW_ATTRIBUTES | {
+    "chain_id",
+    "time_ms",
+    "tx_id",
+    "sender",
+    "sender_key",
+    "scheduled",
+}
 
 
 def _args_method(name: str) -> Handler:
