@@ -68,9 +68,9 @@ class TimelinePoint:
     second: int
     submitted: int
     committed: int
-    #: Submit→commit latency of the transactions committed in this second (NaN: none).
-    p50_ms: float
-    p99_ms: float
+    #: Submit→commit latency of the transactions committed in this second (None: none).
+    p50_ms: float | None
+    p99_ms: float | None
 
 
 @dataclass(slots=True)
@@ -184,6 +184,41 @@ def _proc_memory_mb(pid: int, field_name: str = "VmRSS") -> float:
     return float("nan")
 
 
+class _CpuSampler:
+    """Samples the CPU time of processes every ``interval_s`` on a thread."""
+
+    def __init__(self, pids: list[int], interval_s: float = 0.1) -> None:
+        self.pids = pids
+        self.interval_s = interval_s
+        #: (``perf_counter``, CPU seconds of each process).
+        self.samples: list[tuple[float, list[float]]] = []
+        self._stopped = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="cpu-sampler", daemon=True)
+
+    def _sample(self) -> None:
+        self.samples.append((time.perf_counter(), [_proc_cpu_seconds(p) for p in self.pids]))
+
+    def _run(self) -> None:
+        self._sample()
+        while not self._stopped.wait(self.interval_s):
+            self._sample()
+        self._sample()
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stopped.set()
+        self._thread.join()
+
+    def get_cpu_percent(self, start: float, end: float) -> list[float]:
+        """Each process's CPU use (% of one core) between the samples around [start, end]."""
+        before = max((s for s in self.samples if s[0] <= start), default=self.samples[0])
+        after = min((s for s in self.samples if s[0] >= end), default=self.samples[-1])
+        wall = max(after[0] - before[0], 1e-9)
+        return [100 * (b - a) / wall for a, b in zip(before[1], after[1], strict=True)]
+
+
 @dataclass(slots=True)
 class _SeenBlock:
     height: int
@@ -233,8 +268,8 @@ def compute_timeline(
                 second=second,
                 submitted=sent[second],
                 committed=len(values),
-                p50_ms=round(_percentile(values, 0.50), 1),
-                p99_ms=round(_percentile(values, 0.99), 1),
+                p50_ms=round(_percentile(values, 0.50), 1) if values else None,
+                p99_ms=round(_percentile(values, 0.99), 1) if values else None,
             )
         )
     return points
@@ -255,9 +290,13 @@ async def _drive(
     rejected = 0
     #: The first answer for each kind of rejection (status line → body).
     reasons: dict[str, str] = {}
-    queue: asyncio.Queue[Transaction] = asyncio.Queue()
+    # Each sender sends to one node, as a client of one agency would: its transactions
+    # then arrive in nonce order (a node refuses many waiting beyond a nonce gap).
+    lanes = min(len(urls), concurrency)
+    queues: list[asyncio.Queue[Transaction]] = [asyncio.Queue() for _ in range(lanes)]
+    lane_of: dict[bytes, int] = {}
     for tx in txs:
-        queue.put_nowait(tx)
+        queues[lane_of.setdefault(tx.sender, len(lane_of) % lanes)].put_nowait(tx)
     start = time.perf_counter()
     limits = httpx.Limits(
         max_connections=concurrency + 4, max_keepalive_connections=concurrency + 4
@@ -269,7 +308,8 @@ async def _drive(
             # the bottleneck, and a general-purpose async client costs ~10x more per call.
             # Workers spread over the nodes, as clients of many agencies would.
             nonlocal rejected
-            host, port = urls[worker % len(urls)].removeprefix("http://").split(":")
+            queue = queues[worker % lanes]
+            host, port = urls[worker % lanes].removeprefix("http://").split(":")
             reader, writer = await asyncio.open_connection(host, int(port))
             sent = 0
             try:
@@ -305,8 +345,11 @@ async def _drive(
             finally:
                 writer.close()
 
+        # Read before the first submission: a block committed meanwhile would be missed.
+        start_height = int((await http.get("/v1/status")).json()["head"]["height"])
+
         async def watcher() -> None:
-            height = int((await http.get("/v1/status")).json()["head"]["height"])
+            height = start_height
             deadline = time.perf_counter() + timeout_s
             progress = time.perf_counter()
             while time.perf_counter() < deadline:
@@ -315,7 +358,7 @@ async def _drive(
                 if head > height:
                     progress = seen
                 # Everything sent and no block for a long while: what is missing is lost.
-                elif queue.empty() and seen - progress > STALL_S:
+                elif all(q.empty() for q in queues) and seen - progress > STALL_S:
                     return
                 while height < head:
                     height += 1
@@ -323,7 +366,7 @@ async def _drive(
                     for tx_id in block["tx_ids"]:
                         committed[tx_id] = seen
                     blocks.append(_SeenBlock(height, block["tx_ids"], seen, block["header"]))
-                if len(committed) >= len(txs) - rejected and queue.empty():
+                if len(committed) >= len(txs) - rejected and all(q.empty() for q in queues):
                     return
                 await asyncio.sleep(0.02)
 
@@ -385,20 +428,24 @@ def run_bench(
                 # Every node must know the contract before it admits calls to it.
                 for url in urls[1:]:
                     _wait_height(url, _height(urls[0]))
-            cpu_before = [_proc_cpu_seconds(p.pid) for p in processes]
-            wall_before = time.perf_counter()
+            sampler = _CpuSampler([p.pid for p in processes])
+            sampler.start()
             submitted, committed, rejected, reasons, blocks = asyncio.run(
                 _drive(urls, txs, rate=rate, concurrency=concurrency, timeout_s=timeout_s)
             )
-            wall = time.perf_counter() - wall_before
+            sampler.stop()
+            # Over the loaded phase: from the first submission to the last commit seen.
+            cpu = sampler.get_cpu_percent(
+                min(submitted.values(), default=0.0), max(committed.values(), default=0.0)
+            )
             nodes = [
                 NodeUsage(
                     name=config.parent.name,
-                    cpu_percent=round(100 * (_proc_cpu_seconds(p.pid) - before) / wall, 1),
+                    cpu_percent=round(node_cpu, 1),
                     rss_mb=round(_proc_memory_mb(p.pid), 1),
                     peak_rss_mb=round(_proc_memory_mb(p.pid, "VmHWM"), 1),
                 )
-                for config, p, before in zip(configs, processes, cpu_before, strict=True)
+                for config, p, node_cpu in zip(configs, processes, cpu, strict=True)
             ]
             checked, failed, failure = _check_receipts(urls[0], sorted(committed))
         finally:

@@ -25,10 +25,22 @@ from civicledger.encoding import Value
 from civicledger.node.localnet import LOCALNET_CHAIN_ID
 from civicledger.types import Address
 
-__all__ = ["BENCH_CONTRACT", "LOAD_KINDS", "LoadKind", "deploy_bench_contract", "presign"]
+__all__ = [
+    "BENCH_CONTRACT",
+    "LOAD_KINDS",
+    "LOAD_TITLES",
+    "LoadKind",
+    "deploy_bench_contract",
+    "presign",
+]
 
 LoadKind = Literal["transfer", "document", "contract"]
 LOAD_KINDS: tuple[LoadKind, ...] = ("transfer", "document", "contract")
+LOAD_TITLES: dict[str, str] = {
+    "transfer": "native transfers",
+    "document": "document registrations",
+    "contract": "sandboxed contract calls",
+}
 #: The name the example counter is deployed under for the ``contract`` load.
 BENCH_CONTRACT = "bench_counter"
 #: Fuel limits per kind: a sandboxed call is metered per operation and costs more.

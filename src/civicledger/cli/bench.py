@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from pathlib import Path
+from typing import TYPE_CHECKING, cast
 
 import click
 from rich.console import Console
@@ -11,17 +13,33 @@ from rich.table import Table
 
 from civicledger.cli.common import CliError
 
+if TYPE_CHECKING:
+    from civicledger.bench import BenchResult
+    from civicledger.bench_loads import LoadKind
+
 __all__ = ["bench"]
 
 
 @click.command()
 @click.option("--validators", default=4, show_default=True, type=click.IntRange(1, 16))
+@click.option(
+    "--load",
+    type=click.Choice(["transfer", "document", "contract"]),
+    default="transfer",
+    show_default=True,
+    help="Native transfers, document registrations, or calls of a sandboxed contract.",
+)
 @click.option("--transactions", default=10_000, show_default=True, type=click.IntRange(1))
 @click.option("--senders", default=100, show_default=True, type=click.IntRange(1, 10_000))
 @click.option("--rate", default=0.0, show_default=True, help="Target tx/s (0: flat out).")
 @click.option("--concurrency", default=32, show_default=True, type=click.IntRange(1, 1000))
 @click.option("--block-interval-ms", default=500, show_default=True, type=click.IntRange(10))
 @click.option("--json", "as_json", is_flag=True, help="Print the figures as JSON.")
+@click.option(
+    "--plot",
+    type=click.Path(dir_okay=False, writable=True, path_type=Path),
+    help="Also draw throughput and latency over time to this PNG file.",
+)
 @click.option(
     "--failover",
     is_flag=True,
@@ -30,15 +48,17 @@ __all__ = ["bench"]
 )
 def bench(
     validators: int,
+    load: str,
     transactions: int,
     senders: int,
     rate: float,
     concurrency: int,
     block_interval_ms: int,
     as_json: bool,
+    plot: Path | None,
     failover: bool,
 ) -> None:
-    """Start a fresh local network, load it with native transfers, report the figures."""
+    """Start a fresh local network, load it with pre-signed transactions, report the figures."""
     from civicledger.bench import measure_failover, run_bench
 
     if failover:
@@ -56,9 +76,17 @@ def bench(
         )
         return
 
+    if plot is not None:
+        from civicledger.bench_plot import require_matplotlib
+
+        try:
+            require_matplotlib()
+        except RuntimeError as exc:
+            raise CliError(str(exc)) from None
     try:
         result = run_bench(
             validators=validators,
+            load=cast("LoadKind", load),  # click.Choice admits only the load kinds
             transactions=transactions,
             senders=senders,
             rate=rate,
@@ -67,10 +95,24 @@ def bench(
         )
     except RuntimeError as exc:
         raise CliError(str(exc)) from None
+    if plot is not None:
+        from civicledger.bench_plot import save_plot
+
+        save_plot(result, plot)
     if as_json:
         click.echo(json.dumps(result.to_json(), indent=2))
-        return
-    table = Table(title=f"civic bench: {result.validators} validator(s), native transfers")
+    else:
+        _print_table(result)
+    if plot is not None and not as_json:
+        click.echo(f"plot saved to {plot}")
+
+
+def _print_table(result: BenchResult) -> None:
+    from civicledger.bench_loads import LOAD_TITLES
+
+    table = Table(
+        title=f"civic bench: {result.validators} validator(s), {LOAD_TITLES[result.load]}"
+    )
     table.add_column("measure")
     table.add_column("value", justify="right")
     rows = [
@@ -85,15 +127,36 @@ def bench(
             f"{result.latency_ms['p50']:.0f} / {result.latency_ms['p95']:.0f} / "
             f"{result.latency_ms['p99']:.0f}",
         ),
-        ("blocks, mean txs per block", f"{result.blocks}, {result.mean_block_txs:.0f}"),
-        ("mean block interval (ms)", f"{result.mean_block_interval_ms:.0f}"),
         (
-            "node CPU % (of one core), RSS MB",
-            f"{result.node_cpu_percent:.0f}, {result.node_rss_mb:.0f}",
+            "blocks; txs per block mean / max",
+            f"{result.blocks}; {result.mean_block_txs:,.0f} / {result.max_block_txs:,}",
+        ),
+        (
+            "block size mean / max (KiB)",
+            f"{result.mean_block_bytes / 1024:,.0f} / {result.max_block_bytes / 1024:,.0f}",
+        ),
+        ("mean block interval (ms)", f"{result.mean_block_interval_ms:.0f}"),
+        *(
+            (
+                f"{node.name}: CPU % of one core, RSS / peak MB",
+                f"{node.cpu_percent:.0f}, {node.rss_mb:.0f} / {node.peak_rss_mb:.0f}",
+            )
+            for node in result.nodes
         ),
         ("Ed25519 verify/s, one core (PyNaCl)", f"{result.ed25519_verify_per_s_core:,.0f}"),
-        (f"verify limit, {result.cores} cores", f"{result.ed25519_verify_per_s_machine:,.0f}"),
+        (
+            f"verify limit, {result.cores} cores (one core × {result.cores})",
+            f"{result.ed25519_verify_per_s_machine:,.0f}",
+        ),
+        (
+            f"verify/s measured on {result.cores} cores at once",
+            f"{result.ed25519_verify_per_s_all_cores:,.0f}",
+        ),
         ("committed tx/s ÷ verify limit", f"{result.ratio_of_verify_limit:.1%}"),
+        (
+            "receipts read back: failed / checked",
+            f"{result.receipts_failed} / {result.receipts_checked}",
+        ),
     ]
     for name, value in rows:
         table.add_row(name, value)
