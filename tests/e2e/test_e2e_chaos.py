@@ -10,18 +10,29 @@ from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
 from pathlib import Path
 
 import pytest
 
+from civicledger.chaos.faults import find_libfaketime
 from civicledger.chaos.manifest import load_manifest
 from civicledger.chaos.runner import run_scenario
 from tests.e2e.harness import civic
 
 pytestmark = pytest.mark.slow
 
-SCENARIOS = Path(__file__).resolve().parents[2] / "chaos" / "scenarios"
-SHORT_PROFILE = ["partition-minority", "kill-restart", "drop-duplicate"]
+ROOT = Path(__file__).resolve().parents[2]
+SCENARIOS = ROOT / "chaos" / "scenarios"
+SHORT_PROFILE = ["partition-minority", "kill-restart", "drop-duplicate", "clock-skew"]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def faketime() -> None:
+    """The clock-skew scenario needs libfaketime; the project's script installs it."""
+    if find_libfaketime() is None:
+        subprocess.run([str(ROOT / "scripts" / "install-faketime.sh")], check=True, timeout=600)
+    assert find_libfaketime() is not None
 
 
 @pytest.mark.parametrize("name", SHORT_PROFILE)

@@ -13,8 +13,8 @@ support beyond what an unprivileged Linux process has:
   ``prlimit``) drops to one byte, so every write to the database fails with EFBIG (CPython
   ignores SIGXFSZ); the limit is restored when the fault ends.
 - **damaged write-ahead data**: the node is killed, its ``chain.db-wal`` (or, if there
-  is none, ``chain.db``) is truncated or has bytes overwritten, and the node is started
-  again. It must recover or refuse with a clear message; on refusal the runner runs
+  is none, ``chain.db``) is truncated or has bytes overwritten, or the header of
+  ``chain.db`` is zeroed, and the node is started again. It must recover or refuse with a clear message; on refusal the runner runs
   ``civic node resync`` and starts it once more, and records which happened.
 """
 
@@ -51,6 +51,14 @@ def damage_database(data_dir: Path, mode: str) -> str:
     """Truncate or corrupt the node's write-ahead log (or database); say what was done."""
     wal = data_dir / "chain.db-wal"
     target = wal if wal.exists() and wal.stat().st_size > 0 else data_dir / "chain.db"
+    if mode == "header":
+        # The database's own header (and the log that may hold a newer copy of it):
+        # SQLite no longer recognises the file.
+        with (data_dir / "chain.db").open("r+b") as f:
+            f.write(b"\x00" * 100)
+        if wal.exists():
+            wal.unlink()
+        return "zeroed the 100-byte header of chain.db and removed chain.db-wal"
     size = target.stat().st_size
     if mode == "truncate":
         # Cut in the middle of a page: the last frames become incomplete.

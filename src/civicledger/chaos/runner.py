@@ -288,6 +288,7 @@ class _Run:
             self.log(f"{kind} {detail}{where}")
             return
         node = self.nodes[fault.nodes[0]]
+        self.log(f"{node.name} at height {self.observer.heights().get(node.index, -1)}")
         if kind == "kill":
             node.kill()
             if fault.duration_s is None:
@@ -351,10 +352,19 @@ class _Run:
         node.start()
         exited = await self.wait_ready([node], RECOVERY_TIMEOUT_S)
         if not exited:
-            self.log(f"{node.name} restarted on the damaged data and answers")
+            async with httpx.AsyncClient(timeout=2.0) as client:
+                health = (await client.get(f"{node.url}/v1/health")).json()
+            self.log(f"{node.name} restarted on the damaged data at height {health['height']}")
             return
         self.log(f"{node.name} refused to start: {node.exit_message(2)}")
-        self.log(f"civic node resync: {node.resync()}")
+        try:
+            self.log(f"civic node resync: {node.resync()}")
+        except RuntimeError as exc:
+            # Resync refuses when it cannot carry over the record of the last signature
+            # (the validator could sign twice): the node stays down, a crashed validator.
+            self.down_for_good.add(node.index)
+            self.log(f"{node.name} stays down: {exc}")
+            return
         await self.restart(node)
 
     # -- timeline, liveness, collection --------------------------------------------
@@ -446,8 +456,14 @@ class _Run:
         if not db.exists():
             record.verify_problem = "no database"
             return record
+        if not honest:
+            return record  # a byzantine or crashed node: nothing of it is checked
         genesis = load_genesis(node.home / "genesis.json")
-        store = BlockStore(db)
+        try:
+            store = BlockStore(db)
+        except LedgerError as exc:
+            record.verify_problem = f"database unreadable: {exc.message}"
+            return record
         try:
             for stored in store.iter_blocks():
                 header = decode_header(stored.header)
@@ -536,7 +552,10 @@ class _Run:
             await load_task
             wait = self.m.expect.expects("liveness") is not None
             liveness = await self.measure_liveness(healed_at, wait)
-            self.log(f"liveness: {liveness}")
+            self.log(
+                f"liveness: progress after {liveness.progress_s} s, "
+                f"caught up after {liveness.catch_up_s} s {liveness.not_applicable}"
+            )
             await self.observer.poll_once()
         finally:
             if load_stopper is not None:
