@@ -14,8 +14,11 @@ support beyond what an unprivileged Linux process has:
   ignores SIGXFSZ); the limit is restored when the fault ends.
 - **damaged write-ahead data**: the node is killed, its ``chain.db-wal`` (or, if there
   is none, ``chain.db``) is truncated or has bytes overwritten, or the header of
-  ``chain.db`` is zeroed, and the node is started again. It must recover or refuse with a clear message; on refusal the runner runs
-  ``civic node resync`` and starts it once more, and records which happened.
+  ``chain.db`` is zeroed and the WAL removed, and the node is started again. It must
+  recover or refuse with a clear message; on refusal the runner runs ``civic node
+  resync`` and starts it once more. If resync refuses too (it cannot carry over the
+  record of the last signature), the node stays down as a crashed validator. The
+  events of the run record which of these happened.
 """
 
 from __future__ import annotations
