@@ -68,9 +68,14 @@ def _call(
 
 
 def presign(
-    kind: LoadKind, senders: list[KeyPair], per_sender: int, recipient: Address
+    kind: LoadKind,
+    senders: list[KeyPair],
+    per_sender: int,
+    recipient: Address,
+    *,
+    chain_id: str = LOCALNET_CHAIN_ID,
 ) -> list[Transaction]:
-    """``per_sender`` transactions of each sender, interleaved by nonce (round by round)."""
+    """``per_sender`` transactions of each sender from nonce 0, interleaved by nonce."""
     txs = []
     for nonce in range(per_sender):
         for index, key in enumerate(senders):
@@ -78,7 +83,7 @@ def presign(
             txs.append(
                 make_transaction(
                     key,
-                    chain_id=LOCALNET_CHAIN_ID,
+                    chain_id=chain_id,
                     nonce=nonce,
                     contract=contract,
                     method=method,

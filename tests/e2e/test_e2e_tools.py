@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -9,9 +10,10 @@ import sys
 import threading
 
 import pytest
+from PIL import Image
 
 from civicledger.bench import run_bench
-from tests.e2e.harness import free_port_block, wait_until
+from tests.e2e.harness import civic, free_port_block, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -67,4 +69,48 @@ def test_bench_smoke_reports_every_figure():
     assert result.committed_tps > 0
     assert result.latency_ms["p50"] <= result.latency_ms["p99"]
     assert result.ed25519_verify_per_s_core > 0
+    assert result.ed25519_verify_per_s_all_cores > 0
     assert 0 < result.ratio_of_verify_limit < 1
+    assert result.mean_block_txs > 0 and 0 < result.mean_block_bytes <= result.max_block_bytes
+    assert [n.name for n in result.nodes] == ["node0"]
+    assert sum(p.committed for p in result.timeline) == 300
+    assert result.receipts_checked > 0 and result.receipts_failed == 0
+
+
+def test_bench_document_load_on_seven_validators():
+    result = run_bench(
+        validators=7, load="document", transactions=140, senders=14, block_interval_ms=100
+    )
+    assert (result.load, result.committed, result.rejected) == ("document", 140, 0)
+    assert len(result.nodes) == 7
+    assert result.receipts_checked > 0 and result.receipts_failed == 0
+
+
+def test_bench_cli_contract_load_on_four_validators_as_json_and_plot(tmp_path):
+    plot = tmp_path / "bench.png"
+    run = civic(
+        "bench",
+        "--validators",
+        "4",
+        "--load",
+        "contract",
+        "--transactions",
+        "200",
+        "--senders",
+        "8",
+        "--block-interval-ms",
+        "100",
+        "--json",
+        "--plot",
+        str(plot),
+        check=True,
+    )
+    result = json.loads(run.stdout)
+    assert (result["load"], result["committed"], result["rejected"]) == ("contract", 200, 0)
+    assert [n["name"] for n in result["nodes"]] == ["node0", "node1", "node2", "node3"]
+    assert set(result["latency_ms"]) == {"p50", "p95", "p99", "max"}
+    assert sum(p["committed"] for p in result["timeline"]) == 200
+    assert result["receipts_failed"] == 0
+    assert plot.read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
+    with Image.open(plot) as image:
+        image.verify()
