@@ -396,7 +396,12 @@ def create_app(
         tx_id = node.submit(raw)
         return {"tx_id": tx_id.hex(), "status": "pending"}
 
-    @app.get("/v1/schedules/{schedule_id}", tags=["contracts"], responses=error_responses(400, 404))
+    @app.get(
+        "/v1/schedules/{schedule_id}",
+        tags=["contracts"],
+        response_model=None,
+        responses={200: {"model": models.ScheduledCallStatus}, **error_responses(400, 404)},
+    )
     async def get_schedule(schedule_id: str = SCHEDULE_ID) -> dict[str, Any]:
         """A scheduled call: ``waiting`` (with what will run and when) or ``ran`` (with the
         height, its position among the block's scheduled calls, and its receipt)."""

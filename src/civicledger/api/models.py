@@ -24,6 +24,7 @@ __all__ = [
     "Health",
     "QueryResult",
     "ReceiptProofFile",
+    "ScheduledCallStatus",
     "StateEntry",
     "StateProofFile",
     "Status",
@@ -248,6 +249,29 @@ class ContractList(_Model):
 class QueryResult(_Model):
     height: Count
     result: JsonValue
+
+
+class ScheduledCallJson(_Model):
+    id: Hash
+    contract: str
+    method: str
+    args: dict[str, JsonValue]
+    fuel: Count
+    sender: AddressHex
+    due: dict[Literal["height", "time"], Count] = Field(
+        description='`{"height": h}` or `{"time": ms}`: when the call falls due'
+    )
+    scheduled_at: Count
+
+
+class ScheduledCallStatus(_Model):
+    """A waiting call (with ``call``), or one that ran (``height``, ``index``, ``receipt``)."""
+
+    status: Literal["waiting", "ran"]
+    call: ScheduledCallJson | None = None
+    height: Count | None = None
+    index: Count | None = None
+    receipt: ReceiptJson | None = None
 
 
 class StateEntry(_Model):
