@@ -198,6 +198,46 @@ def test_bad_messages_from_an_allowed_peer(net):
     _still_healthy(net)
 
 
+def test_bad_gossip_sync_and_evidence_from_an_allowed_peer(net):
+    """The message types beyond votes: malformed gossip, status and proposals are counted
+    and the link stays up; a block that does not decode, served as if for sync, and
+    false evidence get the peer dropped."""
+    node = net.nodes[0]
+    hello = {"chain_id": LOCALNET_CHAIN_ID, "genesis_hash": _genesis_hash(node)}
+
+    async def scenario() -> None:
+        conn, reader = await _connect(node, PEER, hello)
+        await conn.send(encode(["txs", "not a list"]))
+        await conn.send(encode(["txs", [b"\x00 not a transaction"]]))
+        await conn.send(encode(["status", "nope"]))
+        await conn.send(encode(["proposal", [1, 2, 3]]))
+        # Still connected: the node answers what follows them on the same link.
+        await conn.send(encode(["get_blocks", [1, 1]]))
+        for _ in range(50):
+            if decode(await asyncio.wait_for(conn.receive(), 10))[0] == "blocks":
+                break
+        else:
+            raise AssertionError("no answer to get_blocks after the malformed messages")
+        await conn.send(encode(["blocks", [[b"\x01 not a block", b"\x02"]]]))
+        assert await _closed(reader)
+
+        # The same vote twice is not evidence of anything.
+        conn, reader = await _connect(node, PEER, hello)
+        vote = Vote.sign(PEER, LOCALNET_CHAIN_ID, PREVOTE, 5, 0, b"\x44" * 32).to_value()
+        await conn.send(encode(["evidence", [vote, vote]]))
+        assert await _closed(reader)
+
+    bad_before = _metric(node, "p2p_bad_messages_total")
+    sync_before = _metric(node, "sync_bad_blocks_total")
+    asyncio.run(scenario())
+    # txs, status, proposal, evidence; the undecodable gossiped transaction is refused
+    # by the mempool.
+    wait_until(lambda: _metric(node, "p2p_bad_messages_total") >= bad_before + 4, timeout=10)
+    assert _metric(node, "sync_bad_blocks_total") >= sync_before + 1
+    assert _metric(node, "mempool_gossip_rejected_total") >= 1
+    _still_healthy(net)
+
+
 def node_key_of(node: NodeProcess) -> bytes:
     validators = httpx.get(f"{node.url}/v1/validators", timeout=5).json()["validators"]
     return bytes.fromhex(validators[0]["public_key"])
