@@ -139,3 +139,83 @@ def test_approving_an_older_version_never_rolls_back(node, sign, alice, validato
     old = chain.send(validator_key, "contracts", "approve", {"name": "counter", "version": 1})
     assert old.error_code == "superseded"
     assert chain.send(alice, "counter", "add", {"n": 1}).result == 2  # v2 doubles
+
+
+# -- public networks: open deployment with a fee --------------------------------------------
+
+
+@pytest.fixture
+def public_node(tmp_path, make_genesis, validator_key, alice, bob):
+    from dataclasses import replace
+
+    from civicledger.chain.genesis import ContractPolicy
+    from civicledger.node.node import Node
+
+    genesis = replace(
+        make_genesis(balances=((alice.address, 1_000_000), (bob.address, 10))),
+        contracts=ContractPolicy("open", fee_per_byte=3),
+    )
+    node = Node(tmp_path / "public", genesis, validator_key)
+    try:
+        yield node
+    finally:
+        node.close()
+
+
+def test_open_deployment_is_active_at_once_and_burns_the_fee(public_node, sign, alice):
+    chain = Chain(public_node, sign)
+    fee = 3 * len(COUNTER_V1.encode())
+    deployed = chain.send(alice, "contracts", "deploy", {"name": "counter", "source": COUNTER_V1})
+    assert deployed.ok, deployed
+    assert [e.name for e in deployed.events] == ["ContractDeployed", "ContractActivated"]
+    assert deployed.events[0].data["fee"] == fee
+    assert public_node.query("accounts", "balance", {"address": alice.address}) == 1_000_000 - fee
+    assert public_node.query("accounts", "supply", {}) == 1_000_010 - fee
+    assert chain.send(alice, "counter", "add", {"n": 4}).result == 4
+    record = public_node.query("contracts", "get", {"name": "counter"})["versions"][0]
+    assert record["status"] == "active" and record["approvals"] == ["open"]
+    # The owner upgrades; the state is kept.
+    assert chain.send(alice, "contracts", "deploy", {"name": "counter", "source": COUNTER_V2}).ok
+    assert chain.send(alice, "counter", "add", {"n": 1}).result == 6
+
+
+def test_open_deployment_refuses_the_poor_and_name_squatters(public_node, sign, alice, bob):
+    chain = Chain(public_node, sign)
+    poor = chain.send(bob, "contracts", "deploy", {"name": "mine", "source": COUNTER_V1})
+    assert not poor.ok and poor.error_code == "insufficient_funds"
+    assert public_node.query("accounts", "balance", {"address": bob.address}) == 10
+    with pytest.raises(Exception, match="no contract"):
+        public_node.query("contracts", "get", {"name": "mine"})
+    assert chain.send(alice, "contracts", "deploy", {"name": "counter", "source": COUNTER_V1}).ok
+    # Another account may not replace alice's contract with its own version.
+    public_node.submit(
+        sign(
+            alice,
+            public_node.mempool.get_pending_nonce(alice.address),
+            "accounts",
+            "transfer",
+            {"to": bob.address, "amount": 900_000},
+        ).encoded
+    )
+    public_node.produce_block(public_node.head.time_ms + 1_000)
+    squat = chain.send(bob, "contracts", "deploy", {"name": "counter", "source": COUNTER_V2})
+    assert not squat.ok and squat.error_code == "permission_denied"
+    assert chain.send(alice, "counter", "add", {"n": 2}).result == 2
+
+
+def test_the_policy_is_in_the_genesis_file_and_state(make_genesis):
+    from dataclasses import replace
+
+    from civicledger.chain.genesis import ContractPolicy, Genesis
+    from civicledger.errors import DecodeError
+    from civicledger.state.system import CONTRACT_POLICY_KEY
+
+    default = make_genesis()
+    assert "contracts" not in default.to_json()
+    assert CONTRACT_POLICY_KEY not in default.initial_state()
+    public = replace(default, contracts=ContractPolicy("open", 7))
+    assert Genesis.from_json(public.to_json()) == public
+    assert CONTRACT_POLICY_KEY in public.initial_state()
+    for bad in ({"deployment": "anyone"}, {"fee_per_byte": -1}, {"owner": "x"}):
+        with pytest.raises(DecodeError, match="contracts"):
+            Genesis.from_json({**default.to_json(), "contracts": bad})

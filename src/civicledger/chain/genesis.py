@@ -20,7 +20,14 @@ from civicledger.encoding import encode
 from civicledger.errors import DecodeError, InvalidBlock
 from civicledger.types import Address, PublicKey, parse_hex, parse_public_key
 
-__all__ = ["ConsensusParams", "Genesis", "load_genesis"]
+__all__ = [
+    "DEPLOY_BY_APPROVAL",
+    "DEPLOY_OPEN",
+    "ConsensusParams",
+    "ContractPolicy",
+    "Genesis",
+    "load_genesis",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +44,35 @@ class ConsensusParams:
     max_clock_drift_ms: int = 10_000
 
 
+#: Deployment policies: user contracts become callable after the organisations approve
+#: them (permissioned networks), or at once for whoever deploys them (public networks).
+DEPLOY_BY_APPROVAL = "approval"
+DEPLOY_OPEN = "open"
+
+
+@dataclass(frozen=True, slots=True)
+class ContractPolicy:
+    """How user contracts reach this network."""
+
+    #: ``"approval"`` (default) or ``"open"``.
+    deployment: str = DEPLOY_BY_APPROVAL
+    #: Native currency burnt from the deployer per byte of source (0: free).
+    fee_per_byte: int = 0
+
+    def __post_init__(self) -> None:
+        if self.deployment not in (DEPLOY_BY_APPROVAL, DEPLOY_OPEN):
+            raise DecodeError("genesis contracts.deployment must be 'approval' or 'open'")
+        if type(self.fee_per_byte) is not int or not 0 <= self.fee_per_byte <= 2**64:
+            raise DecodeError("genesis contracts.fee_per_byte must be an integer, 0 to 2**64")
+
+    @property
+    def is_default(self) -> bool:
+        return self == ContractPolicy()
+
+    def to_json(self) -> dict[str, Any]:
+        return {"deployment": self.deployment, "fee_per_byte": self.fee_per_byte}
+
+
 @dataclass(frozen=True, slots=True)
 class Genesis:
     chain_id: str
@@ -47,14 +83,23 @@ class Genesis:
     params: ConsensusParams = field(default_factory=ConsensusParams)
     #: Node keys, beyond the validators', allowed to connect to the network.
     nodes: tuple[PublicKey, ...] = ()
+    #: How user contracts are deployed (absent from the file and the state when default).
+    contracts: ContractPolicy = field(default_factory=ContractPolicy)
 
     def initial_state(self) -> dict[bytes, bytes]:
         """The state before block 1: validators, allowed nodes, issuers and balances."""
-        from civicledger.state.system import NODES_KEY, VALIDATORS_KEY, encode_nodes
+        from civicledger.state.system import (
+            CONTRACT_POLICY_KEY,
+            NODES_KEY,
+            VALIDATORS_KEY,
+            encode_nodes,
+        )
 
         state: dict[bytes, bytes] = {VALIDATORS_KEY: encode(self.validators.to_value())}
         if self.nodes:
             state[NODES_KEY] = encode_nodes(self.nodes)
+        if not self.contracts.is_default:
+            state[CONTRACT_POLICY_KEY] = encode(self.contracts.to_json())
         for issuer in self.issuers:
             state[state_key("accounts", f"issuer/{issuer.hex()}")] = encode(True)
         supply = 0
@@ -80,6 +125,12 @@ class Genesis:
         return Block(header, ())
 
     def to_json(self) -> dict[str, Any]:
+        out = self._to_json()
+        if not self.contracts.is_default:
+            out["contracts"] = self.contracts.to_json()
+        return out
+
+    def _to_json(self) -> dict[str, Any]:
         return {
             "chain_id": self.chain_id,
             "genesis_time_ms": self.time_ms,
@@ -145,6 +196,16 @@ class Genesis:
             nodes = tuple(
                 parse_public_key(parse_hex(k, what="node key")) for k in obj.get("nodes", [])
             )
+            raw_policy = obj.get("contracts", {})
+            if not isinstance(raw_policy, dict) or set(raw_policy) - {
+                "deployment",
+                "fee_per_byte",
+            }:
+                raise DecodeError("genesis contracts may hold only deployment and fee_per_byte")
+            policy = ContractPolicy(
+                raw_policy.get("deployment", DEPLOY_BY_APPROVAL),
+                raw_policy.get("fee_per_byte", 0),
+            )
             return cls(
                 chain_id,
                 _strict_int(obj["genesis_time_ms"], "time", 0, 2**63 - 1),
@@ -153,6 +214,7 @@ class Genesis:
                 balances,
                 params,
                 nodes,
+                policy,
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise DecodeError(f"invalid genesis file: {exc!r}") from None

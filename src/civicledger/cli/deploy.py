@@ -20,7 +20,7 @@ from pathlib import Path
 import click
 
 from civicledger.chain.block import Validator, ValidatorSet
-from civicledger.chain.genesis import ConsensusParams, Genesis, load_genesis
+from civicledger.chain.genesis import ConsensusParams, ContractPolicy, Genesis, load_genesis
 from civicledger.cli.common import CliError, LedgerGroup
 from civicledger.crypto.keystore import Keystore, resolve_passphrase
 from civicledger.node.config import ApiConfig, NodeConfig, render_config
@@ -146,6 +146,20 @@ def genesis() -> None:
 @click.option(
     "--empty-block-interval-ms", default=10_000, show_default=True, type=click.IntRange(0)
 )
+@click.option(
+    "--deployment",
+    type=click.Choice(["approval", "open"]),
+    default="approval",
+    show_default=True,
+    help="User contracts run after the organisations approve them, or at once (public).",
+)
+@click.option(
+    "--deploy-fee-per-byte",
+    default=0,
+    show_default=True,
+    type=click.IntRange(0, 2**64),
+    help="Native currency burnt from the deployer per byte of contract source.",
+)
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True)
 def genesis_create(
     chain_id: str,
@@ -154,6 +168,8 @@ def genesis_create(
     nodes: tuple[str, ...],
     block_interval_ms: int,
     empty_block_interval_ms: int,
+    deployment: str,
+    deploy_fee_per_byte: int,
     output: Path,
 ) -> None:
     """Write the genesis file of a new network."""
@@ -166,6 +182,7 @@ def genesis_create(
             block_interval_ms=block_interval_ms, empty_block_interval_ms=empty_block_interval_ms
         ),
         nodes=tuple(PublicKey(parse_hex(k, what="node key", size=32)) for k in nodes),
+        contracts=ContractPolicy(deployment, deploy_fee_per_byte),
     )
     Genesis.from_json(new.to_json())  # the file we write must load
     output.write_text(json.dumps(new.to_json(), indent=2) + "\n")

@@ -99,6 +99,8 @@ F = TypeVar("F", bound=Callable[..., Value])
 
 #: Contracts allowed to write ``$sys/`` state.
 SYSTEM_WRITERS = frozenset({"governance"})
+#: Contracts allowed to charge the sender a fee in the native currency.
+FEE_CHARGERS = frozenset({"contracts"})
 
 
 def call(fn: F) -> F:
@@ -327,6 +329,28 @@ class Context(ViewContext):
             self._overlay.delete(key)
         else:
             self._overlay.set(key, raw)
+
+    def burn_fee(self, amount: int) -> None:
+        """Burn ``amount`` of the native currency from the sender's balance (a fee); only the
+        contracts in ``FEE_CHARGERS`` may. Fails with ``insufficient_funds``."""
+        if self.contract not in FEE_CHARGERS:
+            raise ContractError(f"contract {self.contract!r} may not charge fees")
+        if amount <= 0:
+            return
+        balance_key = state_key("accounts", f"balance/{self.sender.hex()}")
+        supply_key = state_key("accounts", "supply")
+        raw = self._overlay.get(balance_key)
+        balance = 0 if raw is None else decode(raw)
+        supply_raw = self._overlay.get(supply_key)
+        supply = 0 if supply_raw is None else decode(supply_raw)
+        assert isinstance(balance, int) and isinstance(supply, int)
+        self.fuel.charge(2 * FUEL_READ + 2 * FUEL_WRITE)
+        if balance < amount:
+            raise ContractError(
+                f"the fee is {amount}, the sender's balance {balance}", code="insufficient_funds"
+            )
+        self._overlay.set(balance_key, encode(balance - amount))
+        self._overlay.set(supply_key, encode(supply - amount))
 
     def schedule(
         self,

@@ -4,7 +4,8 @@
 ``ValidatorSet.to_value()``; ``$sys/validators/next``: ``[activation_height, set]`` of an
 approved change, promoted by the executor after the block before ``activation_height``;
 ``$sys/nodes``: extra node keys (beyond validators) allowed to connect;
-``$sys/nonce/<address>``: an account's next nonce.
+``$sys/nonce/<address>``: an account's next nonce; ``$sys/contracts/policy``: how user
+contracts are deployed on this network (absent: by approval, no fee; see ``genesis``).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from civicledger.state.overlay import StateReader
 from civicledger.types import PublicKey
 
 __all__ = [
+    "CONTRACT_POLICY_KEY",
     "NEXT_VALIDATORS_KEY",
     "NODES_KEY",
     "VALIDATORS_KEY",
@@ -28,6 +30,7 @@ __all__ = [
 VALIDATORS_KEY = b"$sys/validators"
 NEXT_VALIDATORS_KEY = b"$sys/validators/next"
 NODES_KEY = b"$sys/nodes"
+CONTRACT_POLICY_KEY = b"$sys/contracts/policy"
 
 
 def get_validator_set(state: StateReader) -> ValidatorSet:

@@ -2,7 +2,11 @@
 
 ``deploy(name, source)`` checks and compiles the source in the sandbox (so only code that
 would run is accepted), stores it on chain (split in chunks, addressed by its SHA-256)
-and records version ``n`` of ``name`` as *pending*. Admins of organisations approve it on
+and records version ``n`` of ``name`` as *pending*. The network's policy (genesis
+``contracts``, state ``$sys/contracts/policy``) may set a fee per source byte, burnt from
+the deployer's native balance, and may make deployment *open* (public networks): then a
+version is active at once, and only the account that deployed version 1 of a name may
+deploy later versions of it. Admins of organisations approve it on
 their organisation's behalf; once more than half of the registered organisations have
 approved (or, while no organisation is registered, one validator), the version becomes
 the *active* one: transactions and queries to ``name`` run it. An upgrade is a new
@@ -21,6 +25,7 @@ import hashlib
 from civicledger.contracts.base import Args, Context, Contract, ViewContext, call, view
 from civicledger.encoding import Value
 from civicledger.errors import ContractError
+from civicledger.state.system import CONTRACT_POLICY_KEY
 
 __all__ = ["CONTRACT_NAME", "SOURCE_CHUNK", "Deployments", "load_source"]
 
@@ -79,8 +84,23 @@ class Deployments(Contract):
         args.check_no_extra()
         raw = source.encode("utf-8")
         ctx.fuel.charge(FUEL_PER_SOURCE_BYTE * len(raw))
+        policy = ctx.get_system(CONTRACT_POLICY_KEY)
+        open_deployment = isinstance(policy, dict) and policy.get("deployment") == "open"
+        fee_per_byte = policy.get("fee_per_byte", 0) if isinstance(policy, dict) else 0
+        assert isinstance(fee_per_byte, int)
+        if open_deployment and ctx.get_int(f"latest/{name}") > 0:
+            first = ctx.get(f"version/{name}/1")
+            owner = first.get("deployer") if isinstance(first, dict) else None
+            ctx.require(
+                owner == ctx.sender,
+                f"{name!r} belongs to {owner.hex() if isinstance(owner, bytes) else 'another'}"
+                "; only its first deployer may deploy new versions",
+                code="permission_denied",
+            )
         # Only code that compiles in the sandbox is accepted (deterministic everywhere).
         compile_contract(source, name=name)
+        fee = fee_per_byte * len(raw)
+        ctx.burn_fee(fee)
         code_hash = hashlib.sha256(raw).digest()
         if not ctx.has(f"source/{code_hash.hex()}/count"):
             chunks = [raw[i : i + SOURCE_CHUNK] for i in range(0, len(raw), SOURCE_CHUNK)]
@@ -100,9 +120,12 @@ class Deployments(Contract):
                 "approvals": [],
                 "status": "pending",
                 "activated_at": None,
+                "fee": fee,
             },
         )
-        ctx.emit("ContractDeployed", name=name, version=version, code_hash=code_hash)
+        ctx.emit("ContractDeployed", name=name, version=version, code_hash=code_hash, fee=fee)
+        if open_deployment:
+            self._activate(ctx, name, version, "open")
         return {"name": name, "version": version, "code_hash": code_hash}
 
     @call
@@ -154,19 +177,31 @@ class Deployments(Contract):
         approvals = [*approvals, approver]
         record = {**record, "approvals": approvals}
         ctx.emit("ContractApproved", name=name, version=version, by=approver)
-        if organisations == 0 or 2 * len(approvals) > organisations:
-            previous = ctx.get(f"active/{name}")
-            if isinstance(previous, dict):
-                old = previous["version"]
-                assert isinstance(old, int)
-                old_record = ctx.get(f"version/{name}/{old}")
-                if isinstance(old_record, dict):
-                    ctx.set(f"version/{name}/{old}", {**old_record, "status": "superseded"})
-            record = {**record, "status": "active", "activated_at": ctx.height}
-            ctx.set(f"active/{name}", {"version": version, "code_hash": record["code_hash"]})
-            ctx.emit("ContractActivated", name=name, version=version)
         ctx.set(f"version/{name}/{version}", record)
+        if organisations == 0 or 2 * len(approvals) > organisations:
+            return self._activate(ctx, name, version, None)
         return record["status"]
+
+    def _activate(self, ctx: Context, name: str, version: int, approver: str | None) -> str:
+        """Make ``version`` the active code of ``name``; the previous one is superseded."""
+        previous = ctx.get(f"active/{name}")
+        if isinstance(previous, dict):
+            old = previous["version"]
+            assert isinstance(old, int)
+            old_record = ctx.get(f"version/{name}/{old}")
+            if isinstance(old_record, dict):
+                ctx.set(f"version/{name}/{old}", {**old_record, "status": "superseded"})
+        record = ctx.get(f"version/{name}/{version}")
+        assert isinstance(record, dict)
+        approvals = record["approvals"]
+        assert isinstance(approvals, list)
+        if approver is not None:
+            approvals = [*approvals, approver]
+        record = {**record, "approvals": approvals, "status": "active", "activated_at": ctx.height}
+        ctx.set(f"version/{name}/{version}", record)
+        ctx.set(f"active/{name}", {"version": version, "code_hash": record["code_hash"]})
+        ctx.emit("ContractActivated", name=name, version=version)
+        return "active"
 
     @view
     def get(self, ctx: ViewContext, args: Args) -> Value:
