@@ -257,3 +257,61 @@ def test_only_the_scheduling_contract_may_cancel(chain: LocalChain) -> None:
     assert chain.node.get_scheduled(scheduled.result)["status"] == "waiting"
     with pytest.raises(NotFound):
         chain.node.get_scheduled(b"\x00" * 32)
+
+
+PERMITS = """
+DAY_MS = 86_400_000  # module constants are literals
+
+
+class Permits:
+    @call
+    def apply(self, ctx, args):
+        permit_id = args.text("id", max_length=64)
+        ctx.set("permit/" + permit_id, {"status": "requested"})
+        return permit_id
+
+    @call
+    def approve(self, ctx, args):
+        permit_id = args.text("id", max_length=64)
+        key = "permit/" + permit_id
+        permit = ctx.get(key)
+        permit["status"] = "approved"
+        ctx.set(key, permit)
+        ctx.schedule("lapse", {"id": permit_id}, at_time_ms=ctx.time_ms + 30 * DAY_MS)
+        return "approved"
+
+    @call
+    def lapse(self, ctx, args):
+        require(ctx.scheduled, "permits lapse on their own", code="permission_denied")
+        key = "permit/" + args.text("id", max_length=64)
+        permit = ctx.get(key)
+        permit["status"] = "lapsed"
+        ctx.set(key, permit)
+        ctx.emit("PermitLapsed", permit=args.text("id", max_length=64))
+        return "lapsed"
+
+    @view
+    def get(self, ctx, args):
+        return ctx.get("permit/" + args.text("id", max_length=64))
+
+    @view
+    def requested(self, ctx, args):
+        after = args.text("after", max_length=80, required=False)
+        rows = ctx.items("permit/", after=after, limit=50)
+        return [key for key, permit in rows if permit["status"] == "requested"]
+"""
+
+
+def test_the_guides_lapsing_permit_and_listing(chain: LocalChain) -> None:
+    assert chain.deploy("permits", PERMITS).ok
+    for permit in ("P-3", "P-1", "P-2"):
+        assert chain.call("permits", "apply", {"id": permit}).ok
+    assert chain.call("permits", "approve", {"id": "P-2"}).ok
+    assert chain.query("permits", "requested", {}) == ["permit/P-1", "permit/P-3"]
+    direct = chain.call("permits", "lapse", {"id": "P-2"})
+    assert not direct.ok and direct.error_code == "permission_denied"
+    day = 24 * 60 * 60 * 1000
+    assert chain.advance(29, ms=day) == []
+    (lapsed,) = chain.advance(2, ms=day)
+    assert lapsed.ok and lapsed.result == "lapsed"
+    assert chain.query("permits", "get", {"id": "P-2"}) == {"status": "lapsed"}
