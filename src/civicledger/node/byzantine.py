@@ -131,9 +131,9 @@ class ByzantineDriver(ConsensusDriver):
 
     # -- hooks of the honest driver ------------------------------------------------
 
-    def _load_signed_record(self) -> RecordSigned | None:
+    def _load_signed(self) -> tuple[RecordSigned | None, list[Vote]]:
         # A faulty validator does not hold itself to its past signatures.
-        return None
+        return None, []
 
     def _broadcast_own(self, message: Proposal | Vote) -> None:
         if self.mode == "double-sign" and isinstance(message, Vote):

@@ -15,7 +15,7 @@ import contextlib
 import logging
 import time
 from collections import OrderedDict, deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from civicledger.chain.block import Block, Commit, decode_block, decode_commit
@@ -60,9 +60,12 @@ MAX_GOSSIP_BACKLOG = 50_000
 GOSSIP_SLICE = 128
 
 
-def encode_signed_record(record: RecordSigned) -> bytes:
-    """``[height, round, step, locked_round, locked_block, valid_round, valid_block]`` with
-    blocks as their encodings (empty bytes for none)."""
+def encode_signed_record(record: RecordSigned, votes: Sequence[Vote] = ()) -> bytes:
+    """``[height, round, step, locked_round, locked_block, valid_round, valid_block, votes]``
+    with blocks as their encodings (empty bytes for none) and ``votes`` our own signed
+    votes of that height (a restarted validator counts them again: without its own votes,
+    a validator holding the quorum alone would wait forever in a round it cannot sign in
+    again)."""
     return encode(
         [
             record.height,
@@ -72,17 +75,23 @@ def encode_signed_record(record: RecordSigned) -> bytes:
             record.locked_block.encoded if record.locked_block else b"",
             record.valid_round,
             record.valid_block.encoded if record.valid_block else b"",
+            [vote.to_value() for vote in votes],
         ]
     )
+
+
+def _decode_signed_record(raw: bytes) -> list[Value]:
+    value = decode(raw)
+    # Records written before own votes were kept have seven items.
+    if not isinstance(value, list) or len(value) not in (7, 8):
+        raise CorruptionError("the stored record of the last signature is damaged")
+    return value
 
 
 def load_signed_record(raw: bytes | None) -> RecordSigned | None:
     if raw is None:
         return None
-    value = decode(raw)
-    if not isinstance(value, list) or len(value) != 7:
-        raise CorruptionError("the stored record of the last signature is damaged")
-    height, round_, step, locked_round, locked, valid_round, valid = value
+    height, round_, step, locked_round, locked, valid_round, valid = _decode_signed_record(raw)[:7]
     if not all(isinstance(x, int) for x in (height, round_, step, locked_round, valid_round)):
         raise CorruptionError("the stored record of the last signature is damaged")
     if not isinstance(locked, bytes) or not isinstance(valid, bytes):
@@ -96,6 +105,22 @@ def load_signed_record(raw: bytes | None) -> RecordSigned | None:
         valid_round,  # type: ignore[arg-type]
         decode_block(valid) if valid else None,
     )
+
+
+def load_signed_votes(raw: bytes | None) -> list[Vote]:
+    """Our own votes kept with the record of the last signature (none in older records)."""
+    if raw is None:
+        return []
+    value = _decode_signed_record(raw)
+    if len(value) == 7:
+        return []
+    votes = value[7]
+    if not isinstance(votes, list):
+        raise CorruptionError("the stored record of the last signature is damaged")
+    try:
+        return [Vote.from_value(vote) for vote in votes]
+    except DecodeError:
+        raise CorruptionError("the stored record of the last signature is damaged") from None
 
 
 def _describe(message: Proposal | Vote) -> str:
@@ -137,7 +162,7 @@ class ConsensusDriver:
         self.peers = peers
         self.metrics = metrics or Metrics()
         self.clock = clock
-        restored = self._load_signed_record()
+        restored, self._restored_votes = self._load_signed()
         last = (restored.height, restored.round, restored.step) if restored else (0, -1, 0)
         self.engine = Tendermint(
             node.chain_id,
@@ -241,6 +266,14 @@ class ConsensusDriver:
         height = self.node.next_height
         effects = self.engine.start_height(height, self.node.validators)
         self._execute(effects)
+        # Our votes of this height from before a restart count again (and are re-sent).
+        restored = [v for v in self._restored_votes if v.height == height]
+        self._restored_votes = [v for v in self._restored_votes if v.height > height]
+        for vote in restored:
+            if self.node.next_height != height:
+                break  # decided
+            self._own_messages.append(vote)
+            self._execute(self.engine.on_vote(vote))
         buffered, self._buffer = self._buffer, []
         for msg_type, payload in buffered:
             self._on_consensus_message(None, msg_type, payload)
@@ -249,13 +282,22 @@ class ConsensusDriver:
     # -- effects -------------------------------------------------------------------
 
     def _execute(self, effects: list[Effect]) -> None:
+        record: RecordSigned | None = None
         for effect in effects:
             if isinstance(effect, RecordSigned):
-                # Durable before the signed message can leave this node.
-                self.node.store.set_meta("last_signed", encode_signed_record(effect))
-            elif isinstance(effect, Broadcast):
+                # Written with the message it announces, before that message leaves.
+                record = effect
+                continue
+            if isinstance(effect, Broadcast):
+                if record is not None:
+                    self._save_signed(record, effect.message)
+                    record = None
                 self._broadcast_own(effect.message)
-            elif isinstance(effect, ScheduleTimeout):
+                continue
+            if record is not None:  # never the case: a signature follows its record
+                self._save_signed(record, None)
+                record = None
+            if isinstance(effect, ScheduleTimeout):
                 assert self._loop is not None
                 self._timers.append(
                     self._loop.call_later(
@@ -272,6 +314,8 @@ class ConsensusDriver:
                 return  # the engine moved on; later effects belong to the old height
             elif isinstance(effect, Equivocation):
                 self._on_equivocation(effect.first, effect.second)
+        if record is not None:
+            self._save_signed(record, None)
 
     def _broadcast_own(self, message: Proposal | Vote) -> None:
         """Send our signed proposal or vote to every peer, and keep it to re-send."""
@@ -282,10 +326,18 @@ class ConsensusDriver:
         if self.peers is not None:
             self.peers.broadcast(kind, message.to_value())
 
-    def _load_signed_record(self) -> RecordSigned | None:
-        """The record of our last signature: a restarted validator never signs at or
-        below it again."""
-        return load_signed_record(self.node.store.get_meta("last_signed"))
+    def _load_signed(self) -> tuple[RecordSigned | None, list[Vote]]:
+        """The record of our last signature (a restarted validator never signs at or
+        below it again) and our own votes of its height (counted again)."""
+        raw = self.node.store.get_meta("last_signed")
+        return load_signed_record(raw), load_signed_votes(raw)
+
+    def _save_signed(self, record: RecordSigned, message: Proposal | Vote | None) -> None:
+        """Record durably that we sign ``message``, with our votes of its height."""
+        votes = [m for m in self._own_messages if isinstance(m, Vote) and m.height == record.height]
+        if isinstance(message, Vote):
+            votes.append(message)
+        self.node.store.set_meta("last_signed", encode_signed_record(record, votes))
 
     def _on_timeout(self, kind: int, height: int, round_: int) -> None:
         if not self.running:
