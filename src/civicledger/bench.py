@@ -107,6 +107,9 @@ class BenchResult:
     #: Receipts read back after the run (an even sample of the committed transactions).
     receipts_checked: int
     receipts_failed: int
+    #: The machine's 1-minute load average before and after the run: other work on a
+    #: shared machine takes cores from the nodes (a load above the core count says so).
+    load_average: tuple[float, float] = (0.0, 0.0)
     timeline: list[TimelinePoint] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
@@ -395,6 +398,7 @@ def run_bench(
     keys = [KeyPair.generate() for _ in range(senders)]
     recipient = KeyPair.generate().address
     cores = os.cpu_count() or 1
+    load_before = os.getloadavg()[0]
     verify_rate = measure_ed25519_verify_rate()
     verify_all_cores = measure_ed25519_parallel_rate(cores)
     txs = presign(load, keys, per_sender, recipient)
@@ -507,6 +511,7 @@ def run_bench(
         cores=cores,
         receipts_checked=checked,
         receipts_failed=failed,
+        load_average=(round(load_before, 2), round(os.getloadavg()[0], 2)),
         timeline=compute_timeline(submitted, committed, first_submit),
         notes=notes,
     )

@@ -111,6 +111,7 @@ def test_bench_cli_contract_load_on_four_validators_as_json_and_plot(tmp_path):
     assert set(result["latency_ms"]) == {"p50", "p95", "p99", "max"}
     assert sum(p["committed"] for p in result["timeline"]) == 200
     assert result["receipts_failed"] == 0
+    assert len(result["load_average"]) == 2
     assert plot.read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
     with Image.open(plot) as image:
         image.verify()

@@ -157,6 +157,10 @@ def _print_table(result: BenchResult) -> None:
             "receipts read back: failed / checked",
             f"{result.receipts_failed} / {result.receipts_checked}",
         ),
+        (
+            f"machine load average before / after ({result.cores} cores)",
+            f"{result.load_average[0]:.1f} / {result.load_average[1]:.1f}",
+        ),
     ]
     for name, value in rows:
         table.add_row(name, value)
