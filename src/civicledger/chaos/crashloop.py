@@ -35,7 +35,9 @@ import httpx
 
 from civicledger.chain.genesis import ConsensusParams, load_genesis
 from civicledger.chaos.faults import ChaosNode
-from civicledger.chaos.workload import INITIAL_BALANCE, BankLoad, workload_accounts
+from civicledger.chain.transaction import make_transaction
+from civicledger.chaos.workload import INITIAL_BALANCE, workload_accounts
+from civicledger.crypto.keys import KeyPair
 from civicledger.consensus.bft.engine import TimeoutConfig
 from civicledger.node.localnet import LOCALNET_CHAIN_ID, create_network
 from civicledger.node.verify import verify_chain
@@ -192,6 +194,77 @@ def _free_ports(count: int) -> list[int]:
             s.close()
 
 
+class _Load:
+    """Transfers among a few accounts, submitted by several clients at once, each waiting
+    for its answers. After a restart (``generation`` moves on) each client asks for its
+    senders' next nonces again: the node's mempool was lost with the process."""
+
+    def __init__(
+        self, accounts: list[KeyPair], clients: int, rate: float, urls: Callable[[], list[str]]
+    ) -> None:
+        self.groups = [accounts[i::clients] for i in range(clients)]
+        self.interval = clients / rate if rate > 0 else 0.0
+        self.urls = urls
+        self.generation = 0
+        self.accepted = 0
+        self._stop = asyncio.Event()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    async def run(self) -> None:
+        async with httpx.AsyncClient(timeout=2.0) as http:
+            await asyncio.gather(*(self._client(http, i, g) for i, g in enumerate(self.groups)))
+
+    async def _client(self, http: httpx.AsyncClient, index: int, senders: list[KeyPair]) -> None:
+        nonces: dict[bytes, int] = {}
+        generation = self.generation
+        turn = 0
+        while not self._stop.is_set():
+            if generation != self.generation:
+                generation, nonces = self.generation, {}
+            urls = self.urls()
+            sender = senders[turn % len(senders)]
+            recipient = senders[(turn + 1) % len(senders)]
+            turn += 1
+            if urls:
+                url = urls[(index + turn) % len(urls)]
+                with contextlib.suppress(httpx.HTTPError, ValueError, KeyError):
+                    await self._submit(http, url, sender, recipient, nonces)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), self.interval if urls else 0.05)
+
+    async def _submit(
+        self,
+        http: httpx.AsyncClient,
+        url: str,
+        sender: KeyPair,
+        recipient: KeyPair,
+        nonces: dict[bytes, int],
+    ) -> None:
+        if sender.address not in nonces:
+            account = (await http.get(f"{url}/v1/accounts/{sender.address.hex()}")).json()
+            nonces[sender.address] = int(account["pending_nonce"])
+        tx = make_transaction(
+            sender,
+            chain_id=LOCALNET_CHAIN_ID,
+            nonce=nonces[sender.address],
+            contract="accounts",
+            method="transfer",
+            args={"to": recipient.address, "amount": 1},
+        )
+        response = await http.post(
+            f"{url}/v1/transactions",
+            content=tx.encoded,
+            headers={"content-type": "application/octet-stream"},
+        )
+        if response.status_code == 202:
+            nonces[sender.address] += 1
+            self.accepted += 1
+        else:
+            del nonces[sender.address]  # ask the node again
+
+
 class _CrashLoop:
     def __init__(
         self, config: CrashLoopConfig, home: Path, seed: int, say: Callable[[str], None]
@@ -206,7 +279,7 @@ class _CrashLoop:
         self.nodes: list[ChaosNode] = []
         self.down: set[int] = set()
         self.locks: dict[int, asyncio.Lock] = {}
-        self.loads: list[BankLoad] = []
+        self.load: _Load | None = None
         self._stop = asyncio.Event()
         self.t0 = time.monotonic()
 
@@ -336,6 +409,10 @@ class _CrashLoop:
         self.report.restart_seconds.append(restart_s)
         async with self.locks[node.index]:
             self.down.discard(node.index)
+        # Its mempool is gone: clients ask for their next nonces again rather than
+        # submitting behind a gap.
+        if self.load is not None:
+            self.load.generation += 1
         await self.ask_api(node, client, upto, number)
         self.log(
             f"kill {number}/{self.config.kills}: {node.name} at height {verified.head_height} "
@@ -376,20 +453,13 @@ class _CrashLoop:
                 for node in self.nodes:
                     await self.wait_ready(node, client)
                 self.log(f"{len(self.nodes)} node(s) up in {self.home}")
-                # Several clients at once (each waits for its answers), each moving money
-                # among its own accounts.
-                clients = max(1, min(LOAD_CLIENTS, len(self.accounts) // 2))
-                self.loads = [
-                    BankLoad(
-                        chain_id=LOCALNET_CHAIN_ID,
-                        accounts=self.accounts[i::clients],
-                        rate=self.config.rate / clients,
-                        seed=self.report.seed,
-                        urls=lambda: [n.url for n in self.serving()],
-                    )
-                    for i in range(clients)
-                ]
-                tasks = [asyncio.create_task(load.run()) for load in self.loads]
+                self.load = _Load(
+                    self.accounts,
+                    LOAD_CLIENTS,
+                    self.config.rate,
+                    lambda: [n.url for n in self.serving()],
+                )
+                tasks = [asyncio.create_task(self.load.run())]
                 tasks.append(asyncio.create_task(self.watch()))
                 for number in range(1, self.config.kills + 1):
                     await self.kill_once(number, client)
@@ -397,12 +467,14 @@ class _CrashLoop:
             if str(stop) not in self.report.problems:
                 self.report.problems.append(str(stop))
         finally:
-            for load in self.loads:
-                load.stop()
+            if self.load is not None:
+                self.load.stop()
             self._stop.set()
             for task in tasks:
-                with contextlib.suppress(Exception):
+                try:
                     await asyncio.wait_for(task, 10)
+                except Exception as exc:  # noqa: BLE001 - reported, not raised
+                    self.report.problems.append(f"the load or the watcher failed: {exc!r}")
             for node in self.nodes:
                 node.stop()
         self.report.seconds = time.monotonic() - self.t0

@@ -58,7 +58,32 @@ def render_markdown(results: list[ScenarioResult]) -> str:
     ]
     for r in results:
         outcome = "met" if r.met else "**NOT MET**"
-        cells = [r.name, *(_cell(r, n) for n in CHECKERS), outcome, f"{r.seconds:.0f} s"]
+        cells = [f"`{r.name}`", *(_cell(r, n) for n in CHECKERS), outcome, f"{r.seconds:.0f} s"]
         lines.append("| " + " | ".join(cells) + " |")
-    notes = [f"- **{r.name}**: {'; '.join(r.mismatches)}" for r in results if not r.met]
-    return "\n".join(lines + (["", *notes] if notes else [])) + "\n"
+    lines.append("")
+    for r in results:
+        links = r.links
+        frames = ""
+        if links.dropped or links.duplicated or links.delayed or links.cut or links.refused:
+            frames = (
+                f"; proxies: {links.frames} frames, {links.dropped} dropped, "
+                f"{links.duplicated} duplicated, {links.delayed} delayed, "
+                f"{links.cut} connections cut, {links.refused} refused"
+            )
+        liveness = next((c.reason for c in r.checks if c.name == "liveness"), "")
+        notable = [e.split("s ", 1)[1] for e in r.events if _is_notable(e)]
+        lines.append(
+            f"- `{r.name}` ({r.description}): head {r.height}, {r.acknowledged} of "
+            f"{r.submitted} transfers acknowledged; liveness: {liveness}{frames}"
+            + "".join(f"; {n}" for n in notable)
+            + "."
+        )
+        lines.extend(f"  - not as expected: {m}" for m in r.mismatches)
+    return "\n".join(lines) + "\n"
+
+
+def _is_notable(event: str) -> bool:
+    return any(
+        word in event
+        for word in ("refused to start", "stays down", "resync:", "restarted on the damaged")
+    )

@@ -134,6 +134,15 @@ class ScenarioResult:
         }
 
 
+def liveness_summary(live: LivenessRecord) -> str:
+    if live.not_applicable:
+        return f"not judged ({live.not_applicable})"
+    if live.progress_s is None:
+        return "no progress"
+    catch_up = "never" if live.catch_up_s is None else f"{live.catch_up_s:.1f} s"
+    return f"progress after {live.progress_s:.1f} s, caught up after {catch_up}"
+
+
 def _free_ports(count: int) -> list[int]:
     """``count`` distinct ports free right now (the kernel picks them)."""
     sockets = []
@@ -552,10 +561,7 @@ class _Run:
             await load_task
             wait = self.m.expect.expects("liveness") is not None
             liveness = await self.measure_liveness(healed_at, wait)
-            self.log(
-                f"liveness: progress after {liveness.progress_s} s, "
-                f"caught up after {liveness.catch_up_s} s {liveness.not_applicable}"
-            )
+            self.log(f"liveness: {liveness_summary(liveness)}")
             await self.observer.poll_once()
         finally:
             if load_stopper is not None:
