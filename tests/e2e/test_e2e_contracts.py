@@ -70,8 +70,75 @@ def test_deploy_approve_and_call_on_four_validators(tmp_path):
             timeout=5,
         ).json()
         assert total["result"] == 5
+        # A scheduled call runs on every validator alike, two seconds later: the chain makes
+        # a block for it even when no transaction waits.
+        source.write_text(REMINDER)
+        civic(
+            "contract",
+            "deploy",
+            str(source),
+            "--name",
+            "reminder",
+            "--key",
+            "issuer",
+            env=env,
+            check=True,
+        )
+        civic("contract", "approve", "reminder", "1", "--key", "validator", env=env, check=True)
+        sent = civic(
+            "tx",
+            "send",
+            "reminder",
+            "remind",
+            "--args",
+            '{"note": "renew"}',
+            "--key",
+            "issuer",
+            env=env,
+            check=True,
+        )
+        # "committed <tx id> in block <h> (fuel ..., result {"$bytes": "<schedule id>"})"
+        words = sent.stdout.split()
+        height = int(words[4])
+        schedule_id = json.loads(sent.stdout[sent.stdout.index("result ") + 7 : -2])["$bytes"]
+
+        def ran() -> dict | None:
+            answer = httpx.get(f"{net.nodes[3].url}/v1/schedules/{schedule_id}", timeout=5)
+            body = answer.json()
+            return body if body.get("status") == "ran" else None
+
+        done = wait_until(ran, timeout=30, what="the scheduled call to run on node3")
+        assert done["receipt"]["status"] == "ok"
+        assert done["height"] > height
+        rung = httpx.post(
+            f"{net.nodes[1].url}/v1/query",
+            json={"contract": "reminder", "method": "rung", "args": {}},
+            timeout=5,
+        ).json()
+        assert rung["result"] == 1
         heights = {n.height() for n in net.nodes}
         top = min(heights)
+        assert top >= done["height"]
         assert len({n.block_hash(top) for n in net.nodes}) == 1
     finally:
         net.stop()
+
+
+REMINDER = """
+class Reminder:
+    @call
+    def remind(self, ctx, args):
+        note = args.text("note")
+        return ctx.schedule("ring", {"note": note}, at_time_ms=ctx.time_ms + 2_000, fuel=50_000)
+
+    @call
+    def ring(self, ctx, args):
+        require(ctx.scheduled, "only the chain rings")
+        ctx.set("rung", ctx.get_int("rung") + 1)
+        ctx.emit("Rang", note=args.text("note"))
+        return ctx.height
+
+    @view
+    def rung(self, ctx, args):
+        return ctx.get_int("rung")
+"""

@@ -237,8 +237,9 @@ class ConsensusDriver:
 
     def _maybe_start_height(self) -> None:
         """Start the next height a block interval after the last commit, once there are
-        transactions to include or an empty block is due (``empty_block_interval_ms``;
-        0 means none). A peer's proposal or vote for the height starts it at once."""
+        transactions to include, a scheduled call falls due, or an empty block is due
+        (``empty_block_interval_ms``; 0 means none). A peer's proposal or vote for the
+        height starts it at once."""
         if not self._waiting_to_start or not self.running:
             return
         assert self._loop is not None
@@ -246,7 +247,12 @@ class ConsensusDriver:
         idle_ms = self.clock() - self._last_commit_ms
         if idle_ms >= params.block_interval_ms:
             empty = params.empty_block_interval_ms
-            if len(self.node.mempool) or self._buffer or (empty and idle_ms >= empty):
+            if (
+                len(self.node.mempool)
+                or self._buffer
+                or (empty and idle_ms >= empty)
+                or self.node.has_due_calls(self.clock())
+            ):
                 self._start_height()
                 return
             delay = 0.05
@@ -537,16 +543,18 @@ class ConsensusDriver:
             await self._incoming_ready.wait()
             self._incoming_ready.clear()
             while self._incoming:
-                for _ in range(min(GOSSIP_SLICE, len(self._incoming))):
-                    raw = self._incoming.popleft()
-                    try:
-                        self.node.admit_gossiped(raw)
-                    except LedgerError as exc:
-                        # Duplicates are normal in gossip; anything else is counted.
-                        if exc.code != "duplicate":
-                            self.metrics.inc("mempool_gossip_rejected_total", reason=exc.code)
-                    except Exception:
-                        log.exception("admitting a gossiped transaction failed")
+                # A slice at a time, its signatures checked together.
+                count = min(GOSSIP_SLICE, len(self._incoming))
+                batch = [self._incoming.popleft() for _ in range(count)]
+                try:
+                    outcome = self.node.admit_gossiped_many(batch)
+                except Exception:
+                    log.exception("admitting gossiped transactions failed")
+                    outcome = []
+                for refused in outcome:
+                    # Duplicates are normal in gossip; anything else is counted.
+                    if refused is not None and refused.code != "duplicate":
+                        self.metrics.inc("mempool_gossip_rejected_total", reason=refused.code)
                 if self._waiting_to_start:
                     self._maybe_start_height()
                 await asyncio.sleep(0)  # let consensus messages and the API in

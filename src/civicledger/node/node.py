@@ -12,7 +12,7 @@ loaded hashes to the head's state root. A node whose copy fails these refuses to
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,7 +34,7 @@ from civicledger.chain.receipt import Receipt, decode_receipt
 from civicledger.chain.transaction import Transaction, decode_transaction, make_transaction
 from civicledger.consensus.bft.messages import Vote
 from civicledger.contracts.registry import ContractRegistry, default_registry
-from civicledger.contracts.schedule import ScheduledCall, id_key
+from civicledger.contracts.schedule import DUE_PREFIX, ScheduledCall, id_key
 from civicledger.contracts.system.evidence import evidence_key
 from civicledger.crypto.hashing import sha256
 from civicledger.crypto.keys import KeyPair
@@ -53,7 +53,7 @@ from civicledger.execution.executor import (
     get_nonce,
     run_query,
 )
-from civicledger.mempool.pool import Mempool, MempoolLimits
+from civicledger.mempool.pool import Mempool, MempoolLimits, verify_each
 from civicledger.state.bundle import StateProofBundle, contract_state_key
 from civicledger.state.ordered import StateTree
 from civicledger.state.overlay import StateReader, merged_scan
@@ -127,8 +127,11 @@ class Node:
         registry: ContractRegistry | None = None,
         mempool_limits: MempoolLimits | None = None,
         state_history: int = DEFAULT_STATE_HISTORY,
+        verify: Callable[[Sequence[Transaction]], list[bool]] = verify_each,
     ) -> None:
         self.data_dir = data_dir
+        #: Checks the signatures of many transactions at once (e.g. on every core).
+        self.verify = verify
         #: How many recent heights' state stays provable (``get_state_proof(height=...)``).
         self.state_history = state_history
         self.genesis = genesis
@@ -310,10 +313,51 @@ class Node:
             callback(tx.encoded)
         return tx.tx_id
 
+    def submit_many(self, raws: Sequence[bytes]) -> list[Hash32 | LedgerError]:
+        """Admit many transactions, their signatures checked together; for each, its id
+        if admitted or the reason it was refused."""
+        txs, outcome = self._admit_many(raws)
+        results: list[Hash32 | LedgerError] = []
+        for tx, refused in zip(txs, outcome, strict=True):
+            if refused is not None:
+                results.append(refused)
+                continue
+            assert tx is not None
+            for callback in self.on_admitted:
+                callback(tx.encoded)
+            results.append(tx.tx_id)
+        return results
+
     def admit_gossiped(self, raw: bytes) -> None:
         """Admit a transaction a peer passed on (not passed on again: every node has a
         link to every other, and the sender broadcast it to all)."""
         self.mempool.admit_raw(raw, self.head.height + 1)
+
+    def admit_gossiped_many(self, raws: Sequence[bytes]) -> list[LedgerError | None]:
+        """``admit_gossiped`` for many, their signatures checked together."""
+        return self._admit_many(raws)[1]
+
+    def _admit_many(
+        self, raws: Sequence[bytes]
+    ) -> tuple[list[Transaction | None], list[LedgerError | None]]:
+        txs: list[Transaction | None] = []
+        outcome: list[LedgerError | None] = []
+        decoded: list[Transaction] = []
+        for raw in raws:
+            try:
+                tx = decode_transaction(raw)
+            except LedgerError as exc:
+                txs.append(None)
+                outcome.append(exc)
+            else:
+                txs.append(tx)
+                outcome.append(None)
+                decoded.append(tx)
+        admitted = iter(self.mempool.admit_many(decoded, self.head.height + 1, self.verify))
+        for i, item in enumerate(txs):
+            if item is not None:
+                outcome[i] = next(admitted)
+        return txs, outcome
 
     def record_evidence(self, first: Vote, second: Vote) -> None:
         """Submit proof of a validator's equivocation to the ``evidence`` contract."""
@@ -344,6 +388,16 @@ class Node:
     @property
     def next_height(self) -> int:
         return self.head.height + 1
+
+    def has_due_calls(self, now_ms: int) -> bool:
+        """Whether a scheduled call falls due in the next block if it is made now."""
+        committed = self.committed
+        for letter, due_by in ((b"h", self.next_height), (b"t", now_ms)):
+            prefix = DUE_PREFIX + letter
+            first = committed.scan(prefix, b"", 1)
+            if first and int(first[0][0][len(prefix) : len(prefix) + 16], 16) <= due_by:
+                return True
+        return False
 
     def is_proposer(self, round_: int = 0) -> bool:
         key = self.validator_key
@@ -434,9 +488,10 @@ class Node:
         # Its transactions are the ones the header names, each signed by its sender.
         if compute_tx_root(block.transactions) != header.tx_root:
             raise InvalidBlock(f"block {height}: transactions do not match the tx root")
-        for tx in block.transactions:
-            # A transaction our mempool admitted was verified once already.
-            if tx.tx_id not in self.mempool and not tx.is_signature_valid():
+        # A transaction our mempool admitted was verified once already.
+        unseen = [tx for tx in block.transactions if tx.tx_id not in self.mempool]
+        for tx, signed in zip(unseen, self.verify(unseen), strict=True):
+            if not signed:
                 raise InvalidBlock(f"block {height}: transaction {tx.tx_id.hex()} is not signed")
         # Executing it gives the receipts and state its header claims.
         self._revert_candidate()
