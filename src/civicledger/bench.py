@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 import os
 import secrets
 import socket
@@ -35,6 +36,7 @@ from civicledger.chain.block import Block, Header
 from civicledger.chain.genesis import ConsensusParams
 from civicledger.chain.transaction import Transaction
 from civicledger.crypto.keys import KeyPair
+from civicledger.encoding import encode
 from civicledger.node.localnet import create_network, start_node_process
 from civicledger.types import Address, Hash32
 
@@ -156,6 +158,8 @@ def measure_ed25519_parallel_rate(threads: int, seconds: float = 1.0) -> float:
     return sum(counts) / (time.perf_counter() - start)
 
 
+#: With batches, a request also carries the transactions due within this long (s).
+BATCH_WINDOW_S = 0.005
 #: The load generator stops waiting after this long without a new block once all is sent.
 STALL_S = 30.0
 
@@ -285,6 +289,7 @@ async def _drive(
     rate: float,
     concurrency: int,
     timeout_s: float,
+    batch: int = 1,
 ) -> tuple[dict[str, float], dict[str, float], int, dict[str, str], list[_SeenBlock]]:
     """Submit every transaction and watch blocks; return submit and commit times."""
     submitted: dict[str, float] = {}
@@ -324,11 +329,25 @@ async def _drive(
                         if delay > 0:
                             await asyncio.sleep(delay)
                     sent += 1
-                    tx_id = tx.tx_id.hex()
-                    body = tx.encoded
-                    submitted[tx_id] = time.perf_counter()
+                    # With --batch, the transactions due by now go in one request.
+                    group = [tx]
+                    while len(group) < batch and not queue.empty():
+                        if rate > 0 and start + (sent * concurrency + worker) / rate > (
+                            time.perf_counter() + BATCH_WINDOW_S
+                        ):
+                            break
+                        group.append(queue.get_nowait())
+                        sent += 1
+                    if batch > 1:
+                        path = b"/v1/txs"
+                        body = encode([t.encoded for t in group])
+                    else:
+                        path, body = b"/v1/transactions", tx.encoded
+                    now = time.perf_counter()
+                    for t in group:
+                        submitted[t.tx_id.hex()] = now
                     writer.write(
-                        b"POST /v1/transactions HTTP/1.1\r\nHost: bench\r\n"
+                        b"POST " + path + b" HTTP/1.1\r\nHost: bench\r\n"
                         b"Content-Type: application/octet-stream\r\n"
                         b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body
                     )
@@ -341,10 +360,20 @@ async def _drive(
                         if line.lower().startswith(b"content-length:"):
                             length = int(line.split(b":")[1])
                     answer = await reader.readexactly(length)
-                    if b" 202 " not in status_line:
+                    refused: list[tuple[Transaction, str]] = []
+                    if batch > 1 and b" 200 " in status_line:
+                        items = json.loads(answer)["results"]
+                        refused = [
+                            (t, f"{item['http_status']} {json.dumps(item['error'])}")
+                            for t, item in zip(group, items, strict=True)
+                            if item["status"] != "pending"
+                        ]
+                    elif b" 202 " not in status_line:
+                        refused = [(t, answer.decode()) for t in group]
+                    for t, reason in refused:
                         rejected += 1
-                        reasons.setdefault(status_line.strip().decode(), answer.decode())
-                        submitted.pop(tx_id, None)
+                        reasons.setdefault(status_line.strip().decode(), reason)
+                        submitted.pop(t.tx_id.hex(), None)
             finally:
                 writer.close()
 
@@ -387,6 +416,7 @@ def run_bench(
     senders: int = 100,
     rate: float = 0.0,
     concurrency: int = 32,
+    batch: int = 1,
     block_interval_ms: int = 500,
     max_block_txs: int = 5_000,
     timeout_s: float = 300.0,
@@ -422,8 +452,8 @@ def run_bench(
         processes = [start_node_process(c, log_level=log_level) for c in configs]
         urls = [f"http://127.0.0.1:{p}" for p in api_ports]
         try:
-            for url, process in zip(urls, processes, strict=True):
-                _wait_ready(url, process)
+            for url, process, config in zip(urls, processes, configs, strict=True):
+                _wait_ready(url, process, config)
             # A transaction reaches only the peers connected when it is admitted.
             for url in urls:
                 _wait_peers(url, validators - 1)
@@ -435,7 +465,14 @@ def run_bench(
             sampler = _CpuSampler([p.pid for p in processes])
             sampler.start()
             submitted, committed, rejected, reasons, blocks = asyncio.run(
-                _drive(urls, txs, rate=rate, concurrency=concurrency, timeout_s=timeout_s)
+                _drive(
+                    urls,
+                    txs,
+                    rate=rate,
+                    concurrency=concurrency,
+                    timeout_s=timeout_s,
+                    batch=batch,
+                )
             )
             sampler.stop()
             # Over the loaded phase: from the first submission to the last commit seen.
@@ -532,11 +569,19 @@ def _check_receipts(url: str, tx_ids: list[str], sample: int = 50) -> tuple[int,
     return checked, failed, failure
 
 
-def _wait_ready(url: str, process: subprocess.Popen[bytes], timeout_s: float = 60.0) -> None:
+def _wait_ready(
+    url: str, process: subprocess.Popen[bytes], config: Path, timeout_s: float = 60.0
+) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise RuntimeError(f"the benchmark node exited with status {process.returncode}")
+            # The folder goes away with the run: show the end of the node's log now.
+            log = config.parent / "node.log"
+            tail = log.read_text(errors="replace").splitlines()[-15:] if log.exists() else []
+            raise RuntimeError(
+                f"the benchmark node exited with status {process.returncode}; "
+                f"the end of its log:\n" + "\n".join(tail)
+            )
         try:
             if httpx.get(f"{url}/v1/health", timeout=1).status_code == 200:
                 return
@@ -589,8 +634,8 @@ def measure_failover(
         processes = [launch(c) for c in configs]
         resume: list[float] = []
         try:
-            for url, process in zip(urls, processes, strict=True):
-                _wait_ready(url, process)
+            for url, process, config in zip(urls, processes, configs, strict=True):
+                _wait_ready(url, process, config)
             addresses = [httpx.get(f"{u}/v1/status", timeout=5).json()["validator"] for u in urls]
             keys = [
                 v["address"]
@@ -608,7 +653,7 @@ def measure_failover(
                 _wait_height(others[0], start + 1)
                 resume.append(round(time.perf_counter() - killed_at, 3))
                 processes[victim] = launch(configs[victim])
-                _wait_ready(urls[victim], processes[victim])
+                _wait_ready(urls[victim], processes[victim], configs[victim])
                 _wait_height(urls[victim], _height(others[0]))
         finally:
             for process in processes:
