@@ -2,7 +2,7 @@
 every kill that nothing it acknowledged was lost.
 
 ``civic chaos crashloop --kills 100`` starts a local network (one validator by default, or
-N), drives it with a steady stream of transfers (``workload.BankLoad``), and repeats:
+N), drives it with a steady stream of transfers from several clients, and repeats:
 
 1. wait until the node has committed a new block since its last restart, then a random
    delay (seeded: the seed is printed, so a run can be repeated), and SIGKILL it;
@@ -34,11 +34,11 @@ from typing import Any
 import httpx
 
 from civicledger.chain.genesis import ConsensusParams, load_genesis
-from civicledger.chaos.faults import ChaosNode
 from civicledger.chain.transaction import make_transaction
+from civicledger.chaos.faults import ChaosNode
 from civicledger.chaos.workload import INITIAL_BALANCE, workload_accounts
-from civicledger.crypto.keys import KeyPair
 from civicledger.consensus.bft.engine import TimeoutConfig
+from civicledger.crypto.keys import KeyPair
 from civicledger.node.localnet import LOCALNET_CHAIN_ID, create_network
 from civicledger.node.verify import verify_chain
 from civicledger.storage.sqlite import BlockStore
@@ -58,7 +58,7 @@ PROGRESS_TIMEOUT_S = 60.0
 #: Acknowledged transactions asked of the restarted node through its API, per kill.
 API_SAMPLE = 20
 #: Concurrent load clients.
-LOAD_CLIENTS = 4
+LOAD_CLIENTS = 8
 TIMEOUTS = TimeoutConfig(
     propose_ms=1_000,
     prevote_ms=500,
@@ -99,6 +99,9 @@ class CrashLoopReport:
     #: Acknowledged transactions missing (or changed) after a kill: must be 0.
     txs_lost: int = 0
     verify_failures: int = 0
+    #: Transactions the nodes accepted into their mempools, and refusals by error code.
+    txs_accepted: int = 0
+    txs_refused: dict[str, int] = field(default_factory=dict)
     restart_seconds: list[float] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
 
@@ -119,6 +122,8 @@ class CrashLoopReport:
             "txs_checked": self.txs_checked,
             "txs_lost": self.txs_lost,
             "verify_failures": self.verify_failures,
+            "txs_accepted": self.txs_accepted,
+            "txs_refused": self.txs_refused,
             "restart_s_median": round(restarts[len(restarts) // 2], 2) if restarts else None,
             "restart_s_max": round(restarts[-1], 2) if restarts else None,
             "problems": self.problems,
@@ -207,6 +212,8 @@ class _Load:
         self.urls = urls
         self.generation = 0
         self.accepted = 0
+        #: Refusals by error code (a nonce the node does not expect, a full mempool...).
+        self.refused: dict[str, int] = {}
         self._stop = asyncio.Event()
 
     def stop(self) -> None:
@@ -262,6 +269,8 @@ class _Load:
             nonces[sender.address] += 1
             self.accepted += 1
         else:
+            code = str(response.json().get("error", {}).get("code", response.status_code))
+            self.refused[code] = self.refused.get(code, 0) + 1
             del nonces[sender.address]  # ask the node again
 
 
@@ -473,11 +482,14 @@ class _CrashLoop:
             for task in tasks:
                 try:
                     await asyncio.wait_for(task, 10)
-                except Exception as exc:  # noqa: BLE001 - reported, not raised
+                except Exception as exc:
                     self.report.problems.append(f"the load or the watcher failed: {exc!r}")
             for node in self.nodes:
                 node.stop()
         self.report.seconds = time.monotonic() - self.t0
+        if self.load is not None:
+            self.report.txs_accepted = self.load.accepted
+            self.report.txs_refused = dict(self.load.refused)
         self.report.blocks_acknowledged = len(self.acked.blocks)
         self.report.txs_acknowledged = self.acked.tx_count()
         self.report.problems += self.acked.problems

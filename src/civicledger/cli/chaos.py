@@ -90,3 +90,56 @@ def chaos_matrix(directory: Path, output: Path, workdir: Path | None) -> None:
     console.print(f"results table written to {output}")
     if not all(r.met for r in results):
         sys.exit(1)
+
+
+@chaos.command("crashloop")
+@click.option("--kills", type=click.IntRange(1), default=100, show_default=True)
+@click.option("--validators", type=click.IntRange(1), default=1, show_default=True)
+@click.option("--seed", type=int, help="Repeat a run (default: a new seed, printed).")
+@click.option("--rate", type=float, default=400.0, show_default=True, help="Transfers per second.")
+@click.option(
+    "--max-delay",
+    type=float,
+    default=1.0,
+    show_default=True,
+    help="Seconds: each kill falls at random within this after the node's first new block.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
+@click.option(
+    "--workdir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Where to keep the network's data (default: a new temporary folder).",
+)
+def chaos_crashloop(
+    kills: int,
+    validators: int,
+    seed: int | None,
+    rate: float,
+    max_delay: float,
+    as_json: bool,
+    workdir: Path | None,
+) -> None:
+    """SIGKILL a node KILLS times during heavy commits; after each kill, check that its
+    chain verifies and that nothing it acknowledged was lost. Exit 1 otherwise."""
+    from civicledger.chaos.crashloop import CrashLoopConfig, run_crashloop
+
+    config = CrashLoopConfig(
+        kills=kills, validators=validators, seed=seed, rate=rate, max_delay_s=max_delay
+    )
+    say = (lambda line: click.echo(line, err=True)) if as_json else click.echo
+    report = run_crashloop(config, _workdir(workdir, "crashloop"), say=say)
+    summary = report.to_json()
+    if as_json:
+        click.echo(json.dumps(summary, indent=2))
+    else:
+        click.echo(
+            f"{report.kills} kills in {summary['seconds']} s (seed {report.seed}): "
+            f"{report.blocks_acknowledged} blocks and {report.txs_acknowledged} transactions "
+            f"acknowledged, {report.txs_checked} checks of acknowledged transactions after "
+            f"kills, {report.txs_lost} lost, {report.verify_failures} verification failures; "
+            f"restart median {summary['restart_s_median']} s, max {summary['restart_s_max']} s"
+        )
+        for problem in report.problems:
+            click.echo(f"problem: {problem}", err=True)
+    if not report.ok:
+        sys.exit(1)
