@@ -26,6 +26,7 @@ from civicledger.chain.transaction import (
     MAX_NAME_LENGTH,
     MAX_TX_SIZE,
     Transaction,
+    compute_signing_bytes,
     decode_transaction,
     make_transaction,
 )
@@ -219,8 +220,14 @@ def test_signature_fails_when_any_field_changes() -> None:
         {"expiry": 11},
         {"sender": key(2).public_key},
     ):
-        changed = dataclasses.replace(tx, **changes)
+        # The cached encoding, id and address belong to the old fields.
+        changed = dataclasses.replace(tx, **changes, _encoded=b"", _tx_id=b"", _sender_address=b"")
         assert not changed.is_signature_valid(), changes
+
+
+def test_signing_bytes_cut_from_the_encoding_are_the_signed_body() -> None:
+    for tx in (sample_tx(), decode_transaction(sample_tx().encoded)):
+        assert tx.signing_bytes == compute_signing_bytes(tx.body_value())
 
 
 def test_a_signature_for_another_chain_id_does_not_verify() -> None:

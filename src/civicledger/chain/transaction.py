@@ -13,7 +13,7 @@ from typing import Any
 
 from civicledger.crypto.hashing import DOMAIN_TX_SIGN, sha256
 from civicledger.crypto.keys import KeyPair, compute_address, is_valid_signature
-from civicledger.encoding import Value, decode, encode
+from civicledger.encoding import TAG_LIST, Value, decode, encode
 from civicledger.errors import DecodeError, InvalidTransaction
 from civicledger.types import (
     SIGNATURE_SIZE,
@@ -45,6 +45,10 @@ MAX_NAME_LENGTH = 64
 DEFAULT_FUEL_LIMIT = 1_000_000
 MAX_FUEL_LIMIT = 100_000_000
 MAX_NONCE = 2**64 - 1
+#: A list of 8 items (the signed body) and, counted from the end of a transaction's
+#: encoding, where its signature item (tag, length 64, 64 bytes) starts.
+_BODY_HEADER = bytes([TAG_LIST, 8])
+_SIGNATURE_ITEM = -(2 + SIGNATURE_SIZE)
 MAX_HEIGHT = 2**63 - 1
 
 
@@ -79,7 +83,8 @@ class Transaction:
     expiry: int
     #: Ed25519 signature over ``signing_bytes``.
     signature: Signature
-    #: Cached canonical encoding (not a field of the transaction itself).
+    #: Cached canonical encoding (not a field of the transaction itself; the signature
+    #: is checked against it: a copy with other fields must clear the three caches).
     _encoded: bytes = field(default=b"", compare=False, repr=False)
     #: Cached id and sender address: every node asks for them many times per transaction.
     _tx_id: bytes = field(default=b"", compare=False, repr=False)
@@ -114,7 +119,9 @@ class Transaction:
 
     @property
     def signing_bytes(self) -> bytes:
-        return compute_signing_bytes(self.body_value())
+        # The encoding is LIST 9 ‖ the 8 body items ‖ BYTES 64 ‖ signature, and the signed
+        # body is LIST 8 ‖ the same items: cut it out instead of encoding it again.
+        return DOMAIN_TX_SIGN + _BODY_HEADER + self.encoded[2:_SIGNATURE_ITEM]
 
     @property
     def sender_address(self) -> Address:
