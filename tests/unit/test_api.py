@@ -119,6 +119,49 @@ def test_submit_octet_stream(
     assert tx.tx_id in node.mempool
 
 
+def test_submit_a_batch_admits_each_or_says_why_not(
+    client: TestClient, node: Node, mint: Callable[..., Transaction]
+) -> None:
+    a0, a1 = mint(0), mint(1)
+    forged = encode([*mint(2).body_value(), bytes(64)])
+    batch = [a0.encoded, b"\x07", forged, a1.encoded, a0.encoded]
+    response = client.post(
+        "/v1/txs", content=encode(batch), headers={"content-type": "application/octet-stream"}
+    )
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["accepted"] == 2
+    results = body["results"]
+    assert [r["status"] for r in results] == ["pending", "refused", "refused", "pending", "refused"]
+    assert [results[i]["tx_id"] for i in (0, 3)] == [a0.tx_id.hex(), a1.tx_id.hex()]
+    assert [
+        (r["error"]["code"], r["http_status"]) for r in (results[1], results[2], results[4])
+    ] == [
+        ("malformed", 400),
+        ("invalid_signature", 422),
+        ("duplicate", 409),
+    ]
+    assert len(node.mempool) == 2
+    # The same as JSON; and a body that is no list of transactions is refused whole.
+    a2 = mint(2)
+    response = client.post("/v1/txs", json={"txs": [a2.encoded.hex()]})
+    assert response.json() == {
+        "accepted": 1,
+        "results": [{"status": "pending", "tx_id": a2.tx_id.hex()}],
+    }
+    with nothing_stored(client, node):
+        for content, content_type in (
+            (encode([1, 2]), "application/octet-stream"),
+            (encode([b""] * 1_001), "application/octet-stream"),
+            (b'{"txs": ["zz"]}', "application/json"),
+            (b'{"tx": "00"}', "application/json"),
+        ):
+            response = client.post(
+                "/v1/txs", content=content, headers={"content-type": content_type}
+            )
+            assert_error(response, 400, "malformed")
+
+
 def test_submit_hex_with_0x_prefix_and_upper_case(
     client: TestClient, node: Node, mint: Callable[..., Transaction]
 ) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import pytest
 from hypothesis import given
@@ -450,3 +450,37 @@ def test_waiting_transactions_age_out(node, sign, alice) -> None:
         (), node.head.height + 1 + node.mempool.limits.max_age_blocks + 1
     )
     assert len(node.mempool) == 0
+
+
+# --- batches -------------------------------------------------------------------------
+
+
+def test_admit_many_admits_and_refuses_each_as_admit_would(
+    pool: Mempool, mint: Callable[..., Transaction], bob: KeyPair
+) -> None:
+    a0, a1, b0 = mint(0), mint(1), mint(0, key=bob)
+    forged = decode_transaction(with_signature(mint(2), bytes(64)))
+    rival = mint(1, amount=2)  # the same nonce as a1, later in the batch
+    checked: list[Transaction] = []
+
+    def verify(txs: Sequence[Transaction]) -> list[bool]:
+        checked.extend(txs)
+        return [tx.is_signature_valid() for tx in txs]
+
+    outcome = pool.admit_many([a0, a1, forged, a0, b0, rival], 1, verify)
+    codes = [None if o is None else o.code for o in outcome]
+    assert codes == [None, None, "invalid_signature", "duplicate", None, "nonce_taken"]
+    assert pool.reap(100, 10**9) == [a0, a1, b0]
+    # Signatures are checked in one call, for the transactions that passed the cheap checks.
+    assert checked == [a0, a1, forged, a0, b0, rival]
+    assert [o.code for o in pool.admit_many([a0], 1) if o is not None] == ["duplicate"]
+    assert pool.admit_many([], 1) == []
+
+
+def test_admit_many_respects_the_room_left(
+    make_pool: Callable[..., Mempool], mint: Callable[..., Transaction]
+) -> None:
+    pool = make_pool(max_txs=2)
+    outcome = pool.admit_many([mint(0), mint(1), mint(2)], 1)
+    assert [type(o) for o in outcome] == [type(None), type(None), MempoolFull]
+    assert len(pool) == 2

@@ -22,7 +22,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from civicledger import __version__
 from civicledger.api import models
-from civicledger.api.errors import error_response, ledger_error_handler
+from civicledger.api.errors import error_response, http_status_of, ledger_error_handler
 from civicledger.api.models import error_responses
 from civicledger.encoding import decode
 from civicledger.errors import DecodeError, LedgerError, NotFound
@@ -117,6 +117,37 @@ SUBMIT_BODY: dict[str, Any] = {
             }
         },
         "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
+    },
+}
+
+
+#: Most transactions in one ``POST /v1/txs``.
+MAX_BATCH_TXS = 1_000
+
+SUBMIT_BATCH_BODY: dict[str, Any] = {
+    "required": True,
+    "content": {
+        "application/json": {
+            "schema": {
+                "type": "object",
+                "properties": {
+                    "txs": {
+                        "type": "array",
+                        "maxItems": MAX_BATCH_TXS,
+                        "items": {"type": "string", "pattern": r"^(0[xX])?([0-9a-fA-F]{2})*$"},
+                        "description": "Hex of each transaction's canonical encoding",
+                    }
+                },
+                "required": ["txs"],
+            }
+        },
+        "application/octet-stream": {
+            "schema": {
+                "type": "string",
+                "format": "binary",
+                "description": "The canonical encoding of a list of transaction encodings",
+            }
+        },
     },
 }
 
@@ -396,6 +427,39 @@ def create_app(
         tx_id = node.submit(raw)
         return {"tx_id": tx_id.hex(), "status": "pending"}
 
+    @app.post(
+        "/v1/txs",
+        tags=["transactions"],
+        response_model=None,
+        responses={200: {"model": models.SubmittedBatch}, **error_responses(400, 413)},
+        openapi_extra={"requestBody": SUBMIT_BATCH_BODY},
+    )
+    async def submit_batch(request: Request) -> dict[str, Any]:
+        """Submit up to 1,000 signed transactions at once: JSON ``{"txs": [hex, ...]}``
+        or, as ``application/octet-stream``, the canonical encoding of the list of their
+        encodings. Each is admitted or refused as by ``POST /v1/transactions`` (their
+        signatures are checked together, on every core); the answer gives each one's id
+        or reason, in order."""
+        raws = _parse_batch(
+            await request.body(),
+            request.headers.get("content-type", "").startswith("application/octet-stream"),
+        )
+        results: list[dict[str, Any]] = []
+        accepted = 0
+        for outcome in node.submit_many(raws):
+            if isinstance(outcome, LedgerError):
+                results.append(
+                    {
+                        "status": "refused",
+                        "error": {"code": outcome.code, "message": outcome.message},
+                        "http_status": http_status_of(outcome),
+                    }
+                )
+            else:
+                accepted += 1
+                results.append({"status": "pending", "tx_id": outcome.hex()})
+        return {"accepted": accepted, "results": results}
+
     @app.get(
         "/v1/schedules/{schedule_id}",
         tags=["contracts"],
@@ -621,3 +685,26 @@ def create_app(
         }
 
     return app
+
+
+def _parse_batch(body: bytes, raw: bool) -> list[bytes]:
+    """The transactions' encodings in a ``POST /v1/txs`` body; ``DecodeError`` if the
+    body is not a list of at most ``MAX_BATCH_TXS`` of them."""
+    items: list[bytes] = []
+    if raw:
+        value = decode(body)
+        if not isinstance(value, list) or not all(isinstance(v, bytes) for v in value):
+            raise DecodeError("request body must encode a list of transaction encodings")
+        items = value  # type: ignore[assignment]
+    else:
+        try:
+            parsed = json.loads(body)
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise DecodeError("request body is not JSON") from None
+        txs = parsed.get("txs") if isinstance(parsed, dict) else None
+        if not isinstance(txs, list) or not all(isinstance(t, str) for t in txs):
+            raise DecodeError('request body must be {"txs": ["<hex>", ...]}')
+        items = [parse_hex(t, what="tx") for t in txs]
+    if len(items) > MAX_BATCH_TXS:
+        raise DecodeError(f"at most {MAX_BATCH_TXS} transactions per request")
+    return items

@@ -29,6 +29,7 @@ __all__ = [
     "StateProofFile",
     "Status",
     "Submitted",
+    "SubmittedBatch",
     "TransactionDetail",
     "ValidatorList",
     "error_responses",
@@ -145,6 +146,20 @@ class ValidatorList(_Model):
 class Submitted(_Model):
     tx_id: Hash
     status: Literal["pending"]
+
+
+class BatchItem(_Model):
+    status: Literal["pending", "refused"]
+    tx_id: Hash | None = Field(None, description="Absent if the bytes are no transaction")
+    error: ErrorBody | None = Field(None, description="Why it was refused")
+    http_status: int | None = Field(
+        None, description="The status a single submission would have been refused with"
+    )
+
+
+class SubmittedBatch(_Model):
+    accepted: Count = Field(description="How many were admitted to the mempool")
+    results: list[BatchItem] = Field(description="One per transaction, in order")
 
 
 class TransactionJson(_Model):

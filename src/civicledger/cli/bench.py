@@ -33,6 +33,14 @@ __all__ = ["bench"]
 @click.option("--senders", default=100, show_default=True, type=click.IntRange(1, 10_000))
 @click.option("--rate", default=0.0, show_default=True, help="Target tx/s (0: flat out).")
 @click.option("--concurrency", default=32, show_default=True, type=click.IntRange(1, 1000))
+@click.option(
+    "--batch",
+    default=1,
+    show_default=True,
+    type=click.IntRange(1, 1000),
+    help="Transactions per request: above 1, each connection sends those due at once "
+    "with POST /v1/txs.",
+)
 @click.option("--block-interval-ms", default=500, show_default=True, type=click.IntRange(10))
 @click.option("--json", "as_json", is_flag=True, help="Print the figures as JSON.")
 @click.option(
@@ -53,6 +61,7 @@ def bench(
     senders: int,
     rate: float,
     concurrency: int,
+    batch: int,
     block_interval_ms: int,
     as_json: bool,
     plot: Path | None,
@@ -91,6 +100,7 @@ def bench(
             senders=senders,
             rate=rate,
             concurrency=concurrency,
+            batch=batch,
             block_interval_ms=block_interval_ms,
         )
     except RuntimeError as exc:

@@ -10,7 +10,7 @@ order with no gaps.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from civicledger.chain.transaction import Transaction, decode_transaction
@@ -19,7 +19,12 @@ from civicledger.errors import InvalidTransaction, LedgerError, MempoolFull
 from civicledger.state.overlay import StateReader
 from civicledger.types import Address, Hash32
 
-__all__ = ["Mempool", "MempoolLimits"]
+__all__ = ["Mempool", "MempoolLimits", "verify_each"]
+
+
+def verify_each(txs: Sequence[Transaction]) -> list[bool]:
+    """Check each transaction's signature in turn (``Mempool.admit_many``'s default)."""
+    return [tx.is_signature_valid() for tx in txs]
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +90,47 @@ class Mempool:
         return tx
 
     def admit(self, tx: Transaction, next_height: int) -> None:
+        self.check(tx, next_height)
+        # The sender signed it (last: the most expensive check).
+        if not tx.is_signature_valid():
+            raise _bad_signature()
+        self._add(tx, next_height)
+
+    def admit_many(
+        self,
+        txs: Sequence[Transaction],
+        next_height: int,
+        verify: Callable[[Sequence[Transaction]], list[bool]] = verify_each,
+    ) -> list[LedgerError | None]:
+        """Admit ``txs`` in order as ``admit`` would; ``verify`` checks the signatures of
+        those that pass the cheap checks all at once (e.g. on several cores). Returns, for
+        each transaction, ``None`` if admitted or the reason it was refused."""
+        outcome: list[LedgerError | None] = [None] * len(txs)
+        to_verify: list[int] = []
+        for i, tx in enumerate(txs):
+            try:
+                self.check(tx, next_height)
+            except LedgerError as exc:
+                outcome[i] = exc
+            else:
+                to_verify.append(i)
+        signed = verify([txs[i] for i in to_verify])
+        for i, ok in zip(to_verify, signed, strict=True):
+            if not ok:
+                outcome[i] = _bad_signature()
+                continue
+            # Checked again: an earlier transaction of the batch may have taken its
+            # nonce or the last room.
+            try:
+                self.check(txs[i], next_height)
+            except LedgerError as exc:
+                outcome[i] = exc
+            else:
+                self._add(txs[i], next_height)
+        return outcome
+
+    def check(self, tx: Transaction, next_height: int) -> None:
+        """Raise the reason ``tx`` would be refused, signature apart (it is not checked)."""
         # The transaction is for this network.
         if tx.chain_id != self.chain_id:
             raise InvalidTransaction(
@@ -143,11 +189,11 @@ class Mempool:
             raise MempoolFull(
                 f"mempool is full ({len(self._txs)} transactions, {self._bytes} bytes); retry later"
             )
-        # The sender signed it (last: the most expensive check).
-        if not tx.is_signature_valid():
-            raise InvalidTransaction(
-                "signature does not match the transaction and sender", code="invalid_signature"
-            )
+
+    def _add(self, tx: Transaction, next_height: int) -> None:
+        tx_id = tx.tx_id
+        sender = tx.sender_address
+        size = len(tx.encoded)
         self._txs[tx_id] = tx
         self._by_sender.setdefault(sender, {})[tx.nonce] = tx_id
         self._arrived[tx_id] = next_height
@@ -211,3 +257,9 @@ class Mempool:
         ]
         for tx_id in expired:
             self.remove(tx_id)
+
+
+def _bad_signature() -> InvalidTransaction:
+    return InvalidTransaction(
+        "signature does not match the transaction and sender", code="invalid_signature"
+    )

@@ -22,10 +22,12 @@ from civicledger.chain.genesis import load_genesis
 from civicledger.crypto.keys import KeyPair
 from civicledger.crypto.keystore import Keystore, resolve_passphrase
 from civicledger.encoding import Value
+from civicledger.mempool.pool import verify_each
 from civicledger.metrics import Metrics
 from civicledger.node.config import NodeConfig, load_config
 from civicledger.node.consensus import ConsensusDriver
 from civicledger.node.node import Node
+from civicledger.node.verifier import SignatureVerifier
 from civicledger.p2p.peers import Peer, PeerManager
 from civicledger.p2p.secure import HandshakeError
 from civicledger.state.system import get_allowed_nodes
@@ -53,7 +55,11 @@ def load_keys(config: NodeConfig) -> tuple[KeyPair | None, KeyPair]:
     return validator, node_key
 
 
-def open_node(config: NodeConfig, validator_key: KeyPair | None = None) -> Node:
+def open_node(
+    config: NodeConfig,
+    validator_key: KeyPair | None = None,
+    verifier: SignatureVerifier | None = None,
+) -> Node:
     genesis = load_genesis(config.resolve(config.genesis))
     return Node(
         config.resolve(config.data_dir),
@@ -61,6 +67,7 @@ def open_node(config: NodeConfig, validator_key: KeyPair | None = None) -> Node:
         validator_key,
         mempool_limits=config.mempool,
         state_history=config.state_history,
+        verify=verifier or verify_each,
     )
 
 
@@ -147,7 +154,9 @@ def run_node(config_path: Path) -> None:
     """Open the node described by ``config_path`` and serve until SIGINT/SIGTERM."""
     config = load_config(config_path)
     validator_key, node_key = load_keys(config)
-    node = open_node(config, validator_key)
+    # Batches of signatures are checked on every core.
+    verifier = SignatureVerifier()
+    node = open_node(config, validator_key, verifier)
     if config.byzantine:
         log.warning(
             "\n%s\nTHIS NODE IS BYZANTINE ([byzantine] mode = %r in %s): it breaks the "
@@ -171,3 +180,4 @@ def run_node(config_path: Path) -> None:
             runner.run(serve(node, config, node_key))
     finally:
         node.close()
+        verifier.close()

@@ -1,0 +1,46 @@
+"""Checking many signatures at once on several threads (``civicledger.node.verifier``)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from civicledger.chain.transaction import Transaction, make_transaction
+from civicledger.crypto.keys import KeyPair
+from civicledger.node.verifier import MIN_PARALLEL_BATCH, SignatureVerifier
+from civicledger.types import Signature
+
+
+def _batch(count: int) -> list[Transaction]:
+    key = KeyPair.from_seed(bytes(range(32)))
+    txs = [
+        make_transaction(
+            key, chain_id="civic-test", nonce=n, contract="accounts", method="transfer"
+        )
+        for n in range(count)
+    ]
+    # Every third one carries another transaction's signature.
+    for i in range(0, count, 3):
+        txs[i] = dataclasses.replace(
+            txs[i],
+            signature=Signature(txs[(i + 1) % count].signature),
+            _encoded=b"",
+            _tx_id=b"",
+        )
+    return txs
+
+
+def test_parallel_verification_gives_each_transaction_its_own_answer() -> None:
+    verifier = SignatureVerifier(threads=3)
+    try:
+        for count in (0, 2, MIN_PARALLEL_BATCH - 1, MIN_PARALLEL_BATCH, 100):
+            txs = _batch(count)
+            assert verifier(txs) == [i % 3 != 0 for i in range(count)]
+    finally:
+        verifier.close()
+
+
+def test_one_thread_verifies_on_the_calling_thread() -> None:
+    verifier = SignatureVerifier(threads=1)
+    txs = _batch(40)
+    assert verifier(txs) == [tx.is_signature_valid() for tx in txs]
+    verifier.close()
