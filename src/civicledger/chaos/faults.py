@@ -187,6 +187,12 @@ class ChaosNode:
         soft = 1 if full else hard
         resource.prlimit(self.process.pid, resource.RLIMIT_FSIZE, (soft, hard))
 
+    def log_text(self) -> str:
+        try:
+            return self.log_path().read_text(errors="replace")
+        except OSError:
+            return ""
+
     def exit_message(self, lines: int = 5) -> str:
         """The last lines of the current log, for a node that exited."""
         try:

@@ -71,7 +71,10 @@ def render_markdown(results: list[ScenarioResult]) -> str:
                 f"{links.cut} connections cut, {links.refused} refused"
             )
         liveness = next((c.reason for c in r.checks if c.name == "liveness"), "")
-        notable = [e.split("s ", 1)[1] for e in r.events if _is_notable(e)]
+        # Node folders are temporary: name them relative to the run's folder.
+        notable = [
+            e.split("s ", 1)[1].replace(r.workdir + "/", "") for e in r.events if _is_notable(e)
+        ]
         lines.append(
             f"- `{r.name}` ({r.description}): head {r.height}, {r.acknowledged} of "
             f"{r.submitted} transfers acknowledged; liveness: {liveness}{frames}"
@@ -85,5 +88,11 @@ def render_markdown(results: list[ScenarioResult]) -> str:
 def _is_notable(event: str) -> bool:
     return any(
         word in event
-        for word in ("refused to start", "stays down", "resync:", "restarted on the damaged")
+        for word in (
+            "refused to start",
+            "stays down",
+            "resync:",
+            "restarted on the damaged",
+            "SIGKILL node",
+        )
     )

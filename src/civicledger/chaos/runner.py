@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
+import re
 import shutil
 import socket
 import time
@@ -361,9 +362,9 @@ class _Run:
         node.start()
         exited = await self.wait_ready([node], RECOVERY_TIMEOUT_S)
         if not exited:
-            async with httpx.AsyncClient(timeout=2.0) as client:
-                health = (await client.get(f"{node.url}/v1/health")).json()
-            self.log(f"{node.name} restarted on the damaged data at height {health['height']}")
+            opened = re.search(r"opened chain \S+ at height (\d+)", node.log_text())
+            at = opened.group(1) if opened else "?"
+            self.log(f"{node.name} restarted on the damaged data, which opened at height {at}")
             return
         self.log(f"{node.name} refused to start: {node.exit_message(2)}")
         try:
