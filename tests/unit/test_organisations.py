@@ -81,3 +81,68 @@ def test_admins_can_be_replaced_and_bad_arguments_are_refused(node, sign, valida
     ]
     codes = [run.call(validator_key, method, args).error_code for method, args in bad]
     assert codes == ["bad_argument", "bad_argument", "bad_argument", "not_found"]
+
+
+# -- several validators: registration and contract approval need > 2/3 of the power -----
+
+
+class Validators:
+    """Blocks of one transaction each on a DictState of a 4-validator genesis."""
+
+    def __init__(self, make_genesis, sign):
+        from tests.dict_state import DictState
+
+        from civicledger.contracts.registry import default_registry
+
+        self.keys = [KeyPair.from_seed(bytes([0x50 + i]) * 32) for i in range(4)]
+        self.state = DictState(make_genesis(validators=self.keys).initial_state())
+        self.registry = default_registry()
+        self.sign = sign
+        self.height = 0
+        self.nonces: dict[bytes, int] = {}
+
+    def call(self, key, contract, method, args):
+        from civicledger.execution.executor import BlockEnv, execute_transactions
+
+        nonce = self.nonces.get(key.address, 0)
+        self.nonces[key.address] = nonce + 1
+        self.height += 1
+        tx = self.sign(key, nonce, contract, method, args, fuel_limit=50_000_000)
+        env = BlockEnv("test-1", self.height, 1_000 * self.height)
+        result = execute_transactions(self.registry, self.state, env, [tx])
+        self.state.apply(result.changes)
+        return result.receipts[0]
+
+
+def test_an_organisation_needs_validators_with_two_thirds_of_the_power(make_genesis, sign, alice):
+    net = Validators(make_genesis, sign)
+    land = {"id": "land", "name": "Land Registry", "admins": [alice.address]}
+    v0, v1, v2, _ = net.keys
+    assert net.call(v0, "organisations", "register", land).result == "pending"
+    # A different registration under the same id is refused while one waits.
+    other = {**land, "admins": [CAROL.address]}
+    assert net.call(v1, "organisations", "register", other).error_code == "conflict"
+    assert net.call(v0, "organisations", "register", land).error_code == "duplicate"
+    assert net.call(v1, "organisations", "register", land).result == "pending"
+    done = net.call(v2, "organisations", "register", land)
+    assert done.ok and done.result == "land", done
+    assert net.call(v0, "organisations", "register", land).error_code == "duplicate"
+
+
+def test_with_no_organisation_validators_with_two_thirds_approve_contracts(
+    make_genesis, sign, alice
+):
+    from civicledger.contracts.sandbox.examples import COUNTER
+
+    net = Validators(make_genesis, sign)
+    deployed = net.call(alice, "contracts", "deploy", {"name": "counter", "source": COUNTER})
+    assert deployed.ok, deployed
+    v0, v1, v2, _ = net.keys
+    approve = {"name": "counter", "version": 1}
+    assert net.call(alice, "contracts", "approve", approve).error_code == "permission_denied"
+    assert net.call(v0, "contracts", "approve", approve).result == "pending"
+    assert net.call(v0, "contracts", "approve", approve).error_code == "duplicate"
+    assert net.call(v1, "contracts", "approve", approve).result == "pending"
+    assert net.call(alice, "counter", "add", {"n": 1}).error_code == "unknown_contract"
+    assert net.call(v2, "contracts", "approve", approve).result == "active"
+    assert net.call(alice, "counter", "add", {"n": 1}).result == 1

@@ -135,6 +135,13 @@ class ValidatorSet:
                 return v.power
         return 0
 
+    def has_supermajority(self, public_keys: object) -> bool:
+        """Whether the validators among ``public_keys`` (each counted once) hold more than
+        two thirds of the power."""
+        assert isinstance(public_keys, (list, tuple, set, frozenset))
+        keys = {k for k in public_keys if isinstance(k, bytes)}
+        return 3 * sum(self.get_power(k) for k in keys) > 2 * self.total_power
+
     def compute_proposer(self, height: int, round_: int = 0) -> Validator:
         """Weighted round robin (single validator: always it). Refined by the BFT engine."""
         total = self.total_power

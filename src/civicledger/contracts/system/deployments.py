@@ -8,7 +8,8 @@ the deployer's native balance, and may make deployment *open* (public networks):
 version is active at once, and only the account that deployed version 1 of a name may
 deploy later versions of it. Admins of organisations approve it on
 their organisation's behalf; once more than half of the registered organisations have
-approved (or, while no organisation is registered, one validator), the version becomes
+approved (or, while no organisation is registered, validators holding more than two
+thirds of the power), the version becomes
 the *active* one: transactions and queries to ``name`` run it. An upgrade is a new
 version through the same approval; it keeps the contract's state (state is keyed by the
 contract's name). Every version stays on chain with who deployed and who approved it.
@@ -154,13 +155,14 @@ class Deployments(Contract):
         assert isinstance(approvals, list)
         organisations = ctx.get_from("organisations", "count") or 0
         assert isinstance(organisations, int)
+        validators = ctx.get_validators()
         if organisations == 0:
             ctx.require(
-                ctx.get_validators().get_power(ctx.sender_key) > 0,
-                "with no organisation registered, a validator approves contracts",
+                validators.get_power(ctx.sender_key) > 0,
+                "with no organisation registered, validators approve contracts",
                 code="permission_denied",
             )
-            approver = "validators"
+            approver = f"validator:{ctx.sender_key.hex()}"
         else:
             ctx.require(
                 bool(org), "name the organisation you approve for ('org')", code="bad_argument"
@@ -178,7 +180,16 @@ class Deployments(Contract):
         record = {**record, "approvals": approvals}
         ctx.emit("ContractApproved", name=name, version=version, by=approver)
         ctx.set(f"version/{name}/{version}", record)
-        if organisations == 0 or 2 * len(approvals) > organisations:
+        if organisations == 0:
+            keys = [
+                bytes.fromhex(a.removeprefix("validator:"))
+                for a in approvals
+                if isinstance(a, str) and a.startswith("validator:")
+            ]
+            approved = validators.has_supermajority(keys)
+        else:
+            approved = 2 * len(approvals) > organisations
+        if approved:
             return self._activate(ctx, name, version, None)
         return record["status"]
 

@@ -153,8 +153,7 @@ class Governance(Contract):
         approvals = sorted([*approvals, bytes(ctx.sender_key)])  # type: ignore[type-var]
         record = {**record, "approvals": approvals}
         ctx.emit("ProposalApproved", id=proposal_id, by=ctx.sender)
-        power = sum(validators.get_power(k) for k in approvals if isinstance(k, bytes))
-        if 3 * power > 2 * validators.total_power:
+        if validators.has_supermajority(approvals):
             record = self._apply(ctx, record, validators)
         ctx.set(_proposal_key(proposal_id), record)
         return record["status"]

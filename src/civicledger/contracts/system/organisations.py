@@ -1,15 +1,18 @@
 """Organisations and roles: who may do what, decided on chain with full history.
 
-An organisation (an agency, a bank, a registry) is registered by a validator, with its
-admin keys. Its admins grant and revoke roles (``registrar``, ``issuer``, ``auditor``,
+An organisation (an agency, a bank, a registry) is registered by the validators, with its
+admin keys: each validator sends the same registration, and it takes effect once those
+that did hold more than two thirds of the power (at once on a single-validator network).
+Its admins grant and revoke roles (``registrar``, ``issuer``, ``auditor``,
 ``central_bank``...) to addresses on behalf of the organisation. Any contract can ask
 ``ctx.has_role(role, address)``. Every change is a transaction: its receipt and the
 sequential log (``log/<n>``) keep who did what, when and why.
 
 State (under ``organisations/``): ``org/<id>`` → ``{"name", "admins", "created_by",
-"created_at"}``; ``role/<role>/<address hex>`` → ``{"org", "granted_by", "granted_at"}``;
-``log_size`` → int; ``log/<n>`` → ``{"action", "org", "role", "address", "by", "height",
-"reason"}``.
+"created_at", "approved_by"}``; ``pending/<id>`` → ``{"name", "admins", "approvals",
+"proposed_at"}`` while validators approve it; ``role/<role>/<address hex>`` →
+``{"org", "granted_by", "granted_at"}``; ``log_size`` → int; ``log/<n>`` → ``{"action",
+"org", "role", "address", "by", "height", "reason"}``.
 """
 
 from __future__ import annotations
@@ -65,25 +68,62 @@ class Organisations(Contract):
 
     @call
     def register(self, ctx: Context, args: Args) -> Value:
-        """Register an organisation with its admins (validators only)."""
+        """Register an organisation with its admins. Validators each send the same
+        registration; it takes effect once they hold more than two thirds of the power.
+        Returns the organisation's id once registered, ``"pending"`` before."""
         org_id = _identifier(args, "id")
         name = args.text("name", max_length=200)
-        admins = args.addresses("admins", max_count=MAX_ADMINS)
+        admins: list[Value] = list(args.addresses("admins", max_count=MAX_ADMINS))
         args.check_no_extra()
+        validators = ctx.get_validators()
         ctx.require(
-            ctx.get_validators().get_power(ctx.sender_key) > 0,
+            validators.get_power(ctx.sender_key) > 0,
             "only validators may register organisations",
             code="permission_denied",
         )
         ctx.require(not ctx.has(f"org/{org_id}"), f"{org_id!r} exists", code="duplicate")
+        pending = ctx.get(f"pending/{org_id}")
+        approvals: list[Value] = []
+        proposed_at = ctx.height
+        if isinstance(pending, dict):
+            ctx.require(
+                pending["name"] == name and pending["admins"] == admins,
+                f"another registration of {org_id!r} is waiting for validators; send the same "
+                "name and admins to approve it",
+                code="conflict",
+            )
+            waiting = pending["approvals"]
+            assert isinstance(waiting, list) and isinstance(pending["proposed_at"], int)
+            approvals, proposed_at = list(waiting), pending["proposed_at"]
+        ctx.require(
+            bytes(ctx.sender_key) not in approvals,
+            "you already approved this registration",
+            code="duplicate",
+        )
+        approvals.append(bytes(ctx.sender_key))
+        if not validators.has_supermajority(approvals):
+            ctx.set(
+                f"pending/{org_id}",
+                {
+                    "name": name,
+                    "admins": admins,
+                    "approvals": approvals,
+                    "proposed_at": proposed_at,
+                },
+            )
+            ctx.emit("OrganisationProposed", id=org_id, name=name, approvals=len(approvals))
+            return "pending"
+        if pending is not None:
+            ctx.delete(f"pending/{org_id}")
         ctx.set("count", ctx.get_int("count") + 1)
         ctx.set(
             f"org/{org_id}",
             {
                 "name": name,
-                "admins": list(admins),
+                "admins": admins,
                 "created_by": ctx.sender,
                 "created_at": ctx.height,
+                "approved_by": approvals,
             },
         )
         self._log(ctx, action="register", org=org_id, role="", address=b"", reason=name)
