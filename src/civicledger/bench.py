@@ -15,6 +15,7 @@ read back after the run: a load whose transactions fail would measure nothing us
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import json
 import os
@@ -164,11 +165,15 @@ BATCH_WINDOW_S = 0.005
 STALL_S = 30.0
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
+def _free_ports(count: int) -> list[int]:
+    """``count`` distinct free ports: every socket stays bound until all are chosen."""
+    with contextlib.ExitStack() as stack:
+        ports = []
+        for _ in range(count):
+            s = stack.enter_context(socket.socket())
+            s.bind(("127.0.0.1", 0))
+            ports.append(int(s.getsockname()[1]))
+        return ports
 
 
 def _percentile(sorted_values: list[float], q: float) -> float:
@@ -435,12 +440,13 @@ def run_bench(
     passphrase = secrets.token_urlsafe(12)
     with tempfile.TemporaryDirectory(prefix="civic-bench-") as tmp:
         home = keep or Path(tmp)
-        api_ports = [_free_port() for _ in range(validators)]
+        ports = _free_ports(2 * validators)
+        api_ports, p2p_ports = ports[:validators], ports[validators:]
         configs = create_network(
             home,
             validators=validators,
             api_ports=api_ports,
-            p2p_ports=[_free_port() for _ in range(validators)],
+            p2p_ports=p2p_ports,
             passphrase=passphrase,
             balances=tuple((k.address, 10**9) for k in keys),
             params=ConsensusParams(
@@ -458,7 +464,7 @@ def run_bench(
             for url in urls:
                 _wait_peers(url, validators - 1)
             if load == "contract":
-                deploy_bench_contract(urls[0], configs[0].parent, passphrase)
+                deploy_bench_contract(urls[0], [c.parent for c in configs], passphrase)
                 # Every node must know the contract before it admits calls to it.
                 for url in urls[1:]:
                     _wait_height(url, _height(urls[0]))
@@ -614,12 +620,13 @@ def measure_failover(
 
     timeouts = TimeoutConfig()
     with tempfile.TemporaryDirectory(prefix="civic-failover-") as tmp:
-        api_ports = [_free_port() for _ in range(validators)]
+        ports = _free_ports(2 * validators)
+        api_ports, p2p_ports = ports[:validators], ports[validators:]
         configs = create_network(
             Path(tmp),
             validators=validators,
             api_ports=api_ports,
-            p2p_ports=[_free_port() for _ in range(validators)],
+            p2p_ports=p2p_ports,
             passphrase=secrets.token_urlsafe(12),
             params=ConsensusParams(
                 block_interval_ms=block_interval_ms, empty_block_interval_ms=block_interval_ms
