@@ -14,6 +14,7 @@ import pytest
 
 from civicledger.chain.transaction import make_transaction
 from civicledger.consensus.bft.messages import PREVOTE, Vote
+from civicledger.contracts.sandbox import CONTRACT_RUNTIME as RUNTIME
 from civicledger.crypto.keys import KeyPair
 from civicledger.encoding import decode, encode
 from civicledger.node.localnet import LOCALNET_CHAIN_ID
@@ -131,25 +132,34 @@ def test_peers_off_the_allowlist_or_on_another_chain_are_refused(net):
     genesis_hash = _genesis_hash(node)
 
     async def scenario() -> None:
-        good_hello = {"chain_id": LOCALNET_CHAIN_ID, "genesis_hash": genesis_hash}
+        good_hello = {
+            "chain_id": LOCALNET_CHAIN_ID,
+            "genesis_hash": genesis_hash,
+            "contract_runtime": RUNTIME,
+        }
         for key, changes in (
             (STRANGER, {}),
             (PEER, {"chain_id": "other-chain"}),
             (PEER, {"genesis_hash": b"\x00" * 32}),
+            (PEER, {"contract_runtime": "cpython-2.7"}),
         ):
             _, reader = await _connect(node, key, {**good_hello, **changes})
             assert await _closed(reader)
 
     before = _metric(node, "p2p_rejected_total")
     asyncio.run(scenario())
-    wait_until(lambda: _metric(node, "p2p_rejected_total") >= before + 3, timeout=10)
+    wait_until(lambda: _metric(node, "p2p_rejected_total") >= before + 4, timeout=10)
     _still_healthy(net)
 
 
 def test_bad_messages_from_an_allowed_peer(net):
     node = net.nodes[0]
     genesis_hash = _genesis_hash(node)
-    hello = {"chain_id": LOCALNET_CHAIN_ID, "genesis_hash": genesis_hash}
+    hello = {
+        "chain_id": LOCALNET_CHAIN_ID,
+        "genesis_hash": genesis_hash,
+        "contract_runtime": RUNTIME,
+    }
 
     async def scenario() -> None:
         conn, reader = await _connect(node, PEER, hello)
@@ -203,7 +213,11 @@ def test_bad_gossip_sync_and_evidence_from_an_allowed_peer(net):
     and the link stays up; a block that does not decode, served as if for sync, and
     false evidence get the peer dropped."""
     node = net.nodes[0]
-    hello = {"chain_id": LOCALNET_CHAIN_ID, "genesis_hash": _genesis_hash(node)}
+    hello = {
+        "chain_id": LOCALNET_CHAIN_ID,
+        "genesis_hash": _genesis_hash(node),
+        "contract_runtime": RUNTIME,
+    }
 
     async def scenario() -> None:
         conn, reader = await _connect(node, PEER, hello)

@@ -19,6 +19,7 @@ import uvloop
 from civicledger import __version__
 from civicledger.api.app import create_app
 from civicledger.chain.genesis import load_genesis
+from civicledger.contracts.sandbox import CONTRACT_RUNTIME
 from civicledger.crypto.keys import KeyPair
 from civicledger.crypto.keystore import Keystore, resolve_passphrase
 from civicledger.encoding import Value
@@ -82,6 +83,7 @@ async def serve(node: Node, config: NodeConfig, node_key: KeyPair) -> None:
             "genesis_hash": genesis_hash,
             "height": node.head.height,
             "version": __version__,
+            "contract_runtime": CONTRACT_RUNTIME,
         }
 
     def check_hello(peer_key: PublicKey, peer_hello: dict[str, Value]) -> None:
@@ -90,6 +92,12 @@ async def serve(node: Node, config: NodeConfig, node_key: KeyPair) -> None:
             raise HandshakeError(f"peer is on chain {peer_hello.get('chain_id')!r}")
         if peer_hello.get("genesis_hash") != genesis_hash:
             raise HandshakeError("peer has a different genesis block")
+        if peer_hello.get("contract_runtime") != CONTRACT_RUNTIME:
+            raise HandshakeError(
+                f"peer runs contracts on {peer_hello.get('contract_runtime')!r}, this node on "
+                f"{CONTRACT_RUNTIME!r}: every node of a network must run the same Python "
+                "minor version, or user contracts could give different results"
+            )
         if peer_key not in get_allowed_nodes(node.committed):
             raise HandshakeError(f"node key {peer_key.hex()} is not on the node allowlist")
 

@@ -9,6 +9,8 @@ Contracts reach the chain through the ``contracts`` system contract (deploy, app
 run through ``contracts.registry`` (compiled on first use, cached by name and code hash).
 """
 
+import sys
+
 from civicledger.contracts.sandbox.compiler import (
     CODE_REJECTED,
     MAX_AST_DEPTH,
@@ -28,8 +30,14 @@ from civicledger.contracts.sandbox.runtime import (
     SandboxedContract,
 )
 
+#: What user contracts run on. Their results depend on the Python minor version (the
+#: interpreter's integer, string and bytes operations behind the sandbox), so every node
+#: of a network must run the same one; nodes refuse peers that announce another.
+CONTRACT_RUNTIME = f"cpython-{sys.version_info.major}.{sys.version_info.minor}"
+
 __all__ = [
     "CODE_CRASHED",
+    "CONTRACT_RUNTIME",
     "CODE_FORBIDDEN",
     "CODE_LIMIT",
     "CODE_REJECTED",
