@@ -146,3 +146,19 @@ def test_with_no_organisation_validators_with_two_thirds_approve_contracts(
     assert net.call(alice, "counter", "add", {"n": 1}).error_code == "unknown_contract"
     assert net.call(v2, "contracts", "approve", approve).result == "active"
     assert net.call(alice, "counter", "add", {"n": 1}).result == 1
+
+
+def test_a_contract_can_ask_which_organisation_granted_a_role(
+    node, sign, validator_key, alice, bob
+):
+    run = Runner(node, sign)
+    for org, admin in (("land", alice), ("bank", CAROL)):
+        args = {"id": org, "name": org, "admins": [admin.address]}
+        assert run.call(validator_key, "register", args).ok
+    grant = {"org": "bank", "role": "registrar", "address": bob.address}
+    assert run.call(CAROL, "grant", grant).ok
+    ask = {"role": "registrar", "address": bob.address}
+    assert node.query("organisations", "has_role", ask) is True
+    assert node.query("organisations", "has_role", {**ask, "org": "bank"}) is True
+    # The land registry did not make bob a registrar: a contract that asks says so.
+    assert node.query("organisations", "has_role", {**ask, "org": "land"}) is False

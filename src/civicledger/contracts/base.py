@@ -218,11 +218,17 @@ class ViewContext:
         self.fuel.charge(FUEL_READ + (len(raw) if raw else 0))
         return None if raw is None else decode(raw)
 
-    def has_role(self, role: str, address: bytes) -> bool:
-        """Whether ``address`` holds ``role`` (granted in the ``organisations`` contract)."""
+    def has_role(self, role: str, address: bytes, org: str | None = None) -> bool:
+        """Whether ``address`` holds ``role`` (granted in the ``organisations`` contract);
+        with ``org``, only if that organisation granted it."""
         raw = self._reader.get(state_key("organisations", f"role/{role}/{address.hex()}"))
         self.fuel.charge(FUEL_READ)
-        return raw is not None
+        if raw is None:
+            return False
+        if org is None:
+            return True
+        record = decode(raw)
+        return isinstance(record, dict) and record.get("org") == org
 
     def require(self, condition: object, message: str, code: str = "requirement_failed") -> None:
         """Fail the call with ``message`` unless ``condition`` holds."""

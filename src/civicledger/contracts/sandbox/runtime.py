@@ -1292,13 +1292,17 @@ def _ctx_emit(rt: Runtime, ctx: Context, name: Any, **data: Any) -> None:
     ctx.emit(name, **data)
 
 
-def _ctx_has_role(rt: Runtime, ctx: ViewContext, role: Any, address: Any) -> bool:
+def _ctx_has_role(
+    rt: Runtime, ctx: ViewContext, role: Any, address: Any, org: Any = None
+) -> bool:
     rt.fuel.charge(FUEL_OP)
     if not 0 < len(_need_str(role, "a role")) <= MAX_KEY_LENGTH:
         raise _limit(f"roles are 1 to {MAX_KEY_LENGTH} characters")
     if not isinstance(address, bytes) or len(address) != ADDRESS_SIZE:
         raise _crash(f"has_role() needs a {ADDRESS_SIZE}-byte address")
-    return ctx.has_role(role, address)
+    if org is not None:
+        _need_str(org, "an organisation id")
+    return ctx.has_role(role, address, org)
 
 
 _VIEW_METHODS: dict[str, Handler] = {

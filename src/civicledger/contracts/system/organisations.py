@@ -193,10 +193,12 @@ class Organisations(Contract):
 
     @view
     def has_role(self, ctx: ViewContext, args: Args) -> Value:
+        """Whether ``address`` holds ``role``; with ``org``, granted by that organisation."""
         role = _identifier(args, "role")
         address = args.address("address")
+        org = _identifier(args, "org") if "org" in args.values else None
         args.check_no_extra()
-        return ctx.has_role(role, address)
+        return ctx.has_role(role, address, org)
 
     @view
     def history(self, ctx: ViewContext, args: Args) -> Value:
