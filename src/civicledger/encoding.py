@@ -51,6 +51,46 @@ def _encode_uvarint(n: int, out: bytearray) -> None:
 def _encode_into(value: Value, out: bytearray, depth: int) -> None:
     if depth > MAX_DEPTH:
         raise EncodeError(f"value nests deeper than {MAX_DEPTH} levels")
+    # The common exact types first, with short lengths inline: the same bytes as the
+    # general path below (which handles every other case), at a fraction of the cost.
+    kind = type(value)
+    if kind is bytes:
+        n = len(value)  # type: ignore[arg-type]
+        if n < 0x80:
+            out.append(TAG_BYTES)
+            out.append(n)
+            out += value  # type: ignore[operator]
+            return
+    elif kind is str:
+        if value.isascii():  # type: ignore[union-attr]
+            n = len(value)  # type: ignore[arg-type]
+            if n < 0x80:
+                out.append(TAG_STRING)
+                out.append(n)
+                out += value.encode("ascii")  # type: ignore[union-attr]
+                return
+    elif kind is int:
+        if 0 <= value < 0x100:  # type: ignore[operator]
+            if value == 0:
+                out.append(TAG_UINT)
+                out.append(0)
+            else:
+                out.append(TAG_UINT)
+                out.append(1)
+                out.append(value)  # type: ignore[arg-type]
+            return
+    elif kind is list:
+        n = len(value)  # type: ignore[arg-type]
+        if n < 0x80:
+            out.append(TAG_LIST)
+            out.append(n)
+            for item in value:  # type: ignore[union-attr]
+                _encode_into(item, out, depth + 1)
+            return
+    _encode_general(value, out, depth)
+
+
+def _encode_general(value: Value, out: bytearray, depth: int) -> None:
     # bool before int: bool is a subclass of int in Python.
     if value is None:
         out.append(TAG_NULL)
@@ -153,6 +193,40 @@ class _Reader:
 def _decode_value(r: _Reader, depth: int) -> Value:
     if depth > MAX_DEPTH:
         raise DecodeError(f"value nests deeper than {MAX_DEPTH} levels")
+    # Byte strings, strings, small integers and lists with a one-byte length first,
+    # read in place: the same values and errors as the general path below.
+    data, offset, end = r.data, r.pos, r.end
+    if offset + 1 < end and data[offset + 1] < 0x80:
+        tag = data[offset]
+        n = data[offset + 1]
+        start = offset + 2
+        if tag in (TAG_BYTES, TAG_STRING):
+            if n > end - start:
+                raise DecodeError(f"length {n} at offset {start} runs past the end of the input")
+            r.pos = start + n
+            chunk = data[start : start + n]
+            if tag == TAG_BYTES:
+                return chunk
+            try:
+                return chunk.decode("utf-8")
+            except UnicodeDecodeError:
+                raise DecodeError(f"string at offset {offset} is not valid UTF-8") from None
+        if tag == TAG_UINT and n <= 1 and start + n <= end:
+            r.pos = start + n
+            if n == 0:
+                return 0
+            if data[start] == 0:
+                raise DecodeError(f"integer at offset {offset} has a leading zero byte")
+            return data[start]
+        if tag == TAG_LIST:
+            if n > end - start:
+                raise DecodeError(f"list at offset {offset} claims {n} items, input too short")
+            r.pos = start
+            return [_decode_value(r, depth + 1) for _ in range(n)]
+    return _decode_general(r, depth)
+
+
+def _decode_general(r: _Reader, depth: int) -> Value:
     offset = r.pos
     tag = r.byte()
     if tag == TAG_NULL:
