@@ -77,11 +77,7 @@ class Mempool:
 
     def get_pending_nonce(self, address: Address) -> int:
         """The nonce the sender's next transaction should carry, counting waiting ones."""
-        nonce = self._get_nonce(address)
-        pending = self._by_sender.get(address, {})
-        while nonce in pending:
-            nonce += 1
-        return nonce
+        return _run_end(self._by_sender.get(address, {}), self._get_nonce(address))
 
     def admit_raw(self, data: bytes, next_height: int) -> Transaction:
         """Decode and admit; raise a precise ``LedgerError`` if the transaction is refused."""
@@ -119,10 +115,10 @@ class Mempool:
             if not ok:
                 outcome[i] = _bad_signature()
                 continue
-            # Checked again: an earlier transaction of the batch may have taken its
-            # nonce or the last room.
+            # Checked again against the pool: an earlier transaction of the batch may
+            # have taken its nonce or the last room.
             try:
-                self.check(txs[i], next_height)
+                self._check_against_pool(txs[i])
             except LedgerError as exc:
                 outcome[i] = exc
             else:
@@ -149,6 +145,9 @@ class Mempool:
                 f"transaction expired at height {tx.expiry}; the next block is {next_height}",
                 code="expired",
             )
+        self._check_against_pool(tx)
+
+    def _check_against_pool(self, tx: Transaction) -> None:
         tx_id = tx.tx_id
         # It is not already waiting.
         if tx_id in self._txs:
@@ -174,8 +173,7 @@ class Mempool:
                 code="nonce_taken",
             )
         # Transactions beyond a gap cannot be included until it is filled: few may wait.
-        if pending and tx.nonce > self.get_pending_nonce(sender):
-            run_end = self.get_pending_nonce(sender)
+        if pending and tx.nonce > (run_end := _run_end(pending, expected)):
             gapped = sum(1 for n in pending if n > run_end)
             if gapped >= self.limits.max_gapped_per_sender:
                 raise InvalidTransaction(
@@ -263,3 +261,10 @@ def _bad_signature() -> InvalidTransaction:
     return InvalidTransaction(
         "signature does not match the transaction and sender", code="invalid_signature"
     )
+
+
+def _run_end(pending: dict[int, Hash32], nonce: int) -> int:
+    """The first nonce from ``nonce`` on that is not waiting in ``pending``."""
+    while nonce in pending:
+        nonce += 1
+    return nonce
