@@ -12,6 +12,9 @@ Phases:
 3. batches of ``--batch`` changes (80% overwrite, 10% insert, 10% delete), each followed
    by ``root()``: wall time per changed key, and SHA-256 calls per changed key;
 4. single operations at that size: get, set + root, prove, verify.
+
+``--ordered`` measures ``StateTree`` instead: the tree plus the ordered key index the node
+keeps beside it (``state/ordered.py``).
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from civicledger.state import smt
+from civicledger.state.ordered import StateTree
 from civicledger.state.smt import SparseMerkleTree, verify_proof
 
 
@@ -91,13 +95,20 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=10)
     parser.add_argument("--value-size", type=int, default=32)
     parser.add_argument("--no-memory", action="store_true", help="skip the tracemalloc phase")
+    parser.add_argument(
+        "--ordered", action="store_true", help="measure StateTree (tree + ordered key index)"
+    )
     args = parser.parse_args()
     n = args.keys
-    print(f"python {sys.version.split()[0]}, {n:,} keys, {args.value_size}-byte values")
+    Tree = StateTree if args.ordered else SparseMerkleTree
+    print(
+        f"python {sys.version.split()[0]}, {n:,} keys, {args.value_size}-byte values, "
+        f"{Tree.__name__}"
+    )
 
     # 1. memory: RSS growth for a build from a generator, then what tracemalloc sees.
     rss0 = rss_mib()
-    tree = SparseMerkleTree.from_items(items(n, args.value_size))
+    tree = Tree.from_items(items(n, args.value_size))
     gc.collect()
     print(f"RSS growth for the tree: {rss_mib() - rss0:.0f} MiB ({rss0:.0f} MiB before)")
     root = tree.root()
@@ -106,7 +117,7 @@ def main() -> None:
         gc.collect()
         tracemalloc.start()
         base = tracemalloc.get_traced_memory()[0]
-        tree = SparseMerkleTree.from_items(items(n, args.value_size))
+        tree = Tree.from_items(items(n, args.value_size))
         gc.collect()
         held = tracemalloc.get_traced_memory()[0] - base
         tracemalloc.stop()
@@ -122,7 +133,7 @@ def main() -> None:
     pairs = list(items(n, args.value_size))
     gc.collect()
     t0 = time.perf_counter()
-    tree = SparseMerkleTree.from_items(pairs)
+    tree = Tree.from_items(pairs)
     t1 = time.perf_counter()
     assert tree.root() == root
     print(
