@@ -19,6 +19,7 @@ from civicledger.contracts.sandbox.examples import COUNTER
 from civicledger.crypto.keys import KeyPair
 from civicledger.encoding import Value
 from civicledger.execution.executor import BlockEnv, execute_transactions
+from civicledger.state.ordered import StateTree
 
 
 class NativeCounter(Contract):
@@ -46,7 +47,7 @@ def measure(contract: Contract, calls: int) -> float:
         )
         for i in range(calls)
     ]
-    state: dict[bytes, bytes] = {}
+    state = StateTree()
     start = time.perf_counter()
     result = execute_transactions(registry, state, BlockEnv("bench", 1, 1_000), txs)
     elapsed = time.perf_counter() - start
