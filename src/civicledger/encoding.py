@@ -39,6 +39,7 @@ MAX_INT_BYTES = 32
 MAX_DEPTH = 32
 #: Varints are at most this many bytes (lengths below 2**63).
 MAX_VARINT_BYTES = 9
+_UINT_LIMIT = 1 << (8 * MAX_INT_BYTES)
 
 
 def _encode_uvarint(n: int, out: bytearray) -> None:
@@ -53,41 +54,27 @@ def _encode_into(value: Value, out: bytearray, depth: int) -> None:
         raise EncodeError(f"value nests deeper than {MAX_DEPTH} levels")
     # The common exact types first, with short lengths inline: the same bytes as the
     # general path below (which handles every other case), at a fraction of the cost.
-    kind = type(value)
-    if kind is bytes:
-        n = len(value)  # type: ignore[arg-type]
-        if n < 0x80:
-            out.append(TAG_BYTES)
-            out.append(n)
-            out += value  # type: ignore[operator]
-            return
-    elif kind is str:
-        if value.isascii():  # type: ignore[union-attr]
-            n = len(value)  # type: ignore[arg-type]
-            if n < 0x80:
-                out.append(TAG_STRING)
-                out.append(n)
-                out += value.encode("ascii")  # type: ignore[union-attr]
-                return
-    elif kind is int:
-        if 0 <= value < 0x100:  # type: ignore[operator]
-            if value == 0:
-                out.append(TAG_UINT)
-                out.append(0)
-            else:
-                out.append(TAG_UINT)
-                out.append(1)
-                out.append(value)  # type: ignore[arg-type]
-            return
-    elif kind is list:
-        n = len(value)  # type: ignore[arg-type]
-        if n < 0x80:
-            out.append(TAG_LIST)
-            out.append(n)
-            for item in value:  # type: ignore[union-attr]
-                _encode_into(item, out, depth + 1)
-            return
-    _encode_general(value, out, depth)
+    if type(value) is bytes and len(value) < 0x80:
+        out.append(TAG_BYTES)
+        out.append(len(value))
+        out += value
+    elif type(value) is str and len(value) < 0x80 and value.isascii():
+        out.append(TAG_STRING)
+        out.append(len(value))
+        out += value.encode("ascii")
+    elif type(value) is int and 0 <= value < _UINT_LIMIT:
+        size = (value.bit_length() + 7) // 8
+        out.append(TAG_UINT)
+        out.append(size)
+        if size:
+            out += value.to_bytes(size, "big")
+    elif type(value) is list and len(value) < 0x80:
+        out.append(TAG_LIST)
+        out.append(len(value))
+        for item in value:
+            _encode_into(item, out, depth + 1)
+    else:
+        _encode_general(value, out, depth)
 
 
 def _encode_general(value: Value, out: bytearray, depth: int) -> None:
