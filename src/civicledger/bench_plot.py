@@ -1,13 +1,15 @@
 """``civic bench --plot FILE.png``: committed throughput and latency over the run.
 
-Two panels sharing the time axis (seconds since the first submission): transactions
-submitted and committed per second, with the run's mean committed rate; and the p50 and
-p99 submit→commit latency of the transactions committed in each second. Drawn with
+Three panels sharing the time axis (seconds since the first submission): transactions
+submitted and committed per second, with the run's mean committed rate; the running
+totals of both (the gap between them is the backlog); and the p50 and p99 submit→commit
+latency of the transactions committed in each second. Drawn with
 matplotlib's Agg backend (no display needed); matplotlib is the optional ``plot`` extra.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 from pathlib import Path
 
@@ -39,8 +41,10 @@ def save_plot(result: BenchResult, path: Path) -> None:
 
     points = result.timeline
     seconds = [p.second + 0.5 for p in points]
-    figure = Figure(figsize=(10, 6.5), dpi=110, layout="constrained")
-    throughput, latency = figure.subplots(2, 1, sharex=True)
+    figure = Figure(figsize=(10, 8.5), dpi=110, layout="constrained")
+    throughput, totals, latency = figure.subplots(
+        3, 1, sharex=True, gridspec_kw={"height_ratios": [3, 2, 3]}
+    )
     validators = f"{result.validators} validator" + ("s" if result.validators > 1 else "")
     figure.suptitle(
         f"civic bench: {validators}, {LOAD_TITLES[result.load]}: {result.committed:,} "
@@ -79,6 +83,25 @@ def save_plot(result: BenchResult, path: Path) -> None:
     throughput.set_ylim(0, 1.3 * max(highest, 1))
     throughput.grid(axis="y", alpha=0.3)
     throughput.legend(loc="upper left", ncols=3, fontsize=9)
+
+    # The gap between the two totals is the backlog: submitted, not committed yet.
+    edges = [0, *(p.second + 1 for p in points)]
+    totals.plot(
+        edges,
+        list(itertools.accumulate((p.submitted for p in points), initial=0)),
+        color="tab:orange",
+        label="submitted",
+    )
+    totals.plot(
+        edges,
+        list(itertools.accumulate((p.committed for p in points), initial=0)),
+        color="tab:blue",
+        label="committed",
+    )
+    totals.set_ylabel("transactions so far")
+    totals.set_ylim(0, 1.3 * max(result.transactions, 1))
+    totals.grid(alpha=0.3)
+    totals.legend(loc="upper left", ncols=2, fontsize=9)
 
     latency.plot(
         seconds,
