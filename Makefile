@@ -39,7 +39,7 @@ fuzz: $(STAMP)
 	CIVIC_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/python -m pytest -q tests/unit/test_encoding.py \
 		tests/unit/test_fuzz_decoders.py tests/unit/test_fuzz_wire.py tests/unit/test_fuzz_api.py
 
-# The full chaos matrix (about 10 minutes); results in chaos-results.md.
+# The full chaos matrix (about 6 minutes on 2 cores); results in chaos-results.md.
 chaos: $(STAMP) system-deps
 	$(BIN)/civic chaos matrix chaos/scenarios --output chaos-results.md
 
