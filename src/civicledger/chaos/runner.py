@@ -74,6 +74,8 @@ TIMEOUTS = TimeoutConfig(
 READY_TIMEOUT_S = 60.0
 #: How long a restarted node with damaged data has to answer before it counts as refusing.
 RECOVERY_TIMEOUT_S = 30.0
+#: How long honest nodes get to reach the last acknowledged block before they stop.
+SETTLE_TIMEOUT_S = 20.0
 
 
 @dataclass(slots=True)
@@ -450,6 +452,25 @@ class _Run:
                 return LivenessRecord(progress_s, None)
             await asyncio.sleep(0.1)
 
+    async def settle(self) -> None:
+        """Before the nodes stop, let every honest node reach the highest block in which a
+        transaction was acknowledged (at most ``SETTLE_TIMEOUT_S``): stopping a node one
+        block behind would look like a lost transaction. Not when the network is never
+        healed (the sides of a partition have different heads)."""
+        if self.liveness_applicable():
+            return
+        deadline = time.monotonic() + SETTLE_TIMEOUT_S
+        honest = self.honest_serving()
+        while time.monotonic() < deadline:
+            target = max(self.acknowledged().values(), default=0)
+            heights = self.observer.heights()
+            if all(heights.get(i, -1) >= target for i in honest):
+                return
+            await asyncio.sleep(0.1)
+        self.log(
+            f"honest nodes did not all reach the last acknowledged block in {SETTLE_TIMEOUT_S:g} s"
+        )
+
     def caught_up_at(self, nodes: list[int], target: int, *, after: float) -> float | None:
         """The first sample time after ``after`` when every node in ``nodes`` was at
         ``target`` or above, according to its latest sample."""
@@ -563,6 +584,7 @@ class _Run:
             wait = self.m.expect.expects("liveness") is not None
             liveness = await self.measure_liveness(healed_at, wait)
             self.log(f"liveness: {liveness_summary(liveness)}")
+            await self.settle()
             await self.observer.poll_once()
         finally:
             if load_stopper is not None:
