@@ -484,3 +484,21 @@ def test_admit_many_respects_the_room_left(
     outcome = pool.admit_many([mint(0), mint(1), mint(2)], 1)
     assert [type(o) for o in outcome] == [type(None), type(None), MempoolFull]
     assert len(pool) == 2
+
+
+def test_a_batch_checked_in_two_halves_sees_what_was_admitted_meanwhile(
+    pool: Mempool, mint: Callable[..., Transaction]
+) -> None:
+    a0, a1, rival = mint(0), mint(1), mint(1, amount=9)
+    admission = pool.begin_admission([a0, a1], 1)
+    assert admission.to_verify == [a0, a1]
+    # While the signatures are checked elsewhere, another nonce 1 arrives.
+    pool.admit(rival, 1)
+    outcome = pool.end_admission(admission, [True, True], 1)
+    assert [None if o is None else o.code for o in outcome] == [None, "nonce_taken"]
+    assert pool.reap(10, 10**9) == [a0, rival]
+    # An expiry is checked again against the height when the batch ends.
+    late = mint(2, expiry=3)
+    admission = pool.begin_admission([late], 3)
+    outcome = pool.end_admission(admission, [True], 4)
+    assert [o.code for o in outcome if o is not None] == ["expired"]

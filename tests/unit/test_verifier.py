@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 
 from civicledger.chain.transaction import Transaction, make_transaction
@@ -44,3 +45,13 @@ def test_one_thread_verifies_on_the_calling_thread() -> None:
     txs = _batch(40)
     assert verifier(txs) == [tx.is_signature_valid() for tx in txs]
     verifier.close()
+
+
+def test_verify_async_leaves_the_work_to_the_pool() -> None:
+    verifier = SignatureVerifier(threads=2)
+    try:
+        txs = _batch(50)
+        assert asyncio.run(verifier.verify_async(txs)) == [i % 3 != 0 for i in range(50)]
+        assert asyncio.run(verifier.verify_async([])) == []
+    finally:
+        verifier.close()

@@ -444,9 +444,12 @@ def create_app(
             await request.body(),
             request.headers.get("content-type", "").startswith("application/octet-stream"),
         )
+        # The signatures are checked off the event loop, which serves others meanwhile.
+        batch = node.begin_admission(raws)
+        signed = await node.verify_async(batch.to_verify)
         results: list[dict[str, Any]] = []
         accepted = 0
-        for outcome in node.submit_many(raws):
+        for outcome in node.end_admission(batch, signed):
             if isinstance(outcome, LedgerError):
                 results.append(
                     {

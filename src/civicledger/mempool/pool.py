@@ -19,7 +19,7 @@ from civicledger.errors import InvalidTransaction, LedgerError, MempoolFull
 from civicledger.state.overlay import StateReader
 from civicledger.types import Address, Hash32
 
-__all__ = ["Mempool", "MempoolLimits", "verify_each"]
+__all__ = ["Admission", "Mempool", "MempoolLimits", "verify_each"]
 
 
 def verify_each(txs: Sequence[Transaction]) -> list[bool]:
@@ -38,6 +38,19 @@ class MempoolLimits:
     max_gapped_per_sender: int = 16
     #: A transaction still waiting this many blocks after it arrived is dropped.
     max_age_blocks: int = 600
+
+
+@dataclass(slots=True)
+class Admission:
+    """A batch between ``Mempool.begin_admission`` and ``Mempool.end_admission``."""
+
+    txs: list[Transaction]
+    #: For each transaction, the reason it was refused (``None``: not refused so far).
+    outcome: list[LedgerError | None]
+    #: Where the transactions whose signatures must be checked stand in ``txs``.
+    indices: list[int]
+    #: Those transactions.
+    to_verify: list[Transaction]
 
 
 class Mempool:
@@ -101,28 +114,47 @@ class Mempool:
         """Admit ``txs`` in order as ``admit`` would; ``verify`` checks the signatures of
         those that pass the cheap checks all at once (e.g. on several cores). Returns, for
         each transaction, ``None`` if admitted or the reason it was refused."""
+        admission = self.begin_admission(txs, next_height)
+        return self.end_admission(admission, verify(admission.to_verify), next_height)
+
+    def begin_admission(self, txs: Sequence[Transaction], next_height: int) -> Admission:
+        """The first half of ``admit_many``: the cheap checks. The signatures of
+        ``to_verify`` may then be checked anywhere (another thread), while the pool
+        changes; ``end_admission`` admits those that are signed and still fit."""
         outcome: list[LedgerError | None] = [None] * len(txs)
-        to_verify: list[int] = []
+        indices: list[int] = []
         for i, tx in enumerate(txs):
             try:
                 self.check(tx, next_height)
             except LedgerError as exc:
                 outcome[i] = exc
             else:
-                to_verify.append(i)
-        signed = verify([txs[i] for i in to_verify])
-        for i, ok in zip(to_verify, signed, strict=True):
+                indices.append(i)
+        return Admission(list(txs), outcome, indices, [txs[i] for i in indices])
+
+    def end_admission(
+        self, admission: Admission, signed: Sequence[bool], next_height: int
+    ) -> list[LedgerError | None]:
+        outcome, txs = admission.outcome, admission.txs
+        for i, ok in zip(admission.indices, signed, strict=True):
+            tx = txs[i]
             if not ok:
                 outcome[i] = _bad_signature()
                 continue
-            # Checked again against the pool: an earlier transaction of the batch may
-            # have taken its nonce or the last room.
+            # Checked again against the pool: an earlier transaction of the batch, or
+            # one admitted or committed meanwhile, may have taken its nonce or the room.
             try:
-                self._check_against_pool(txs[i])
+                if tx.expiry and tx.expiry < next_height:
+                    raise InvalidTransaction(
+                        f"transaction expired at height {tx.expiry}; the next block is "
+                        f"{next_height}",
+                        code="expired",
+                    )
+                self._check_against_pool(tx)
             except LedgerError as exc:
                 outcome[i] = exc
             else:
-                self._add(txs[i], next_height)
+                self._add(tx, next_height)
         return outcome
 
     def check(self, tx: Transaction, next_height: int) -> None:

@@ -543,11 +543,14 @@ class ConsensusDriver:
             await self._incoming_ready.wait()
             self._incoming_ready.clear()
             while self._incoming:
-                # A slice at a time, its signatures checked together.
+                # A slice at a time, its signatures checked together off the event loop
+                # (which goes on with consensus messages meanwhile).
                 count = min(GOSSIP_SLICE, len(self._incoming))
                 batch = [self._incoming.popleft() for _ in range(count)]
                 try:
-                    outcome = self.node.admit_gossiped_many(batch)
+                    admission = self.node.begin_admission(batch)
+                    signed = await self.node.verify_async(admission.to_verify)
+                    outcome = self.node.end_admission_quietly(admission, signed)
                 except Exception:
                     log.exception("admitting gossiped transactions failed")
                     outcome = []

@@ -12,7 +12,7 @@ loaded hashes to the head's state root. A node whose copy fails these refuses to
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -53,7 +53,7 @@ from civicledger.execution.executor import (
     get_nonce,
     run_query,
 )
-from civicledger.mempool.pool import Mempool, MempoolLimits, verify_each
+from civicledger.mempool.pool import Admission, Mempool, MempoolLimits, verify_each
 from civicledger.state.bundle import StateProofBundle, contract_state_key
 from civicledger.state.ordered import StateTree
 from civicledger.state.overlay import StateReader, merged_scan
@@ -61,7 +61,7 @@ from civicledger.state.system import get_validator_set
 from civicledger.storage.sqlite import BlockStore
 from civicledger.types import Address, Hash32
 
-__all__ = ["Node", "TxStatus"]
+__all__ = ["Node", "RawAdmission", "TxStatus"]
 
 log = logging.getLogger(__name__)
 
@@ -106,6 +106,30 @@ class _CommittedView:
         return merged_scan(self._node.state, candidate.inverse, prefix, after, limit)
 
 
+def _awaitable(
+    verify: Callable[[Sequence[Transaction]], list[bool]],
+) -> Callable[[Sequence[Transaction]], Awaitable[list[bool]]]:
+    async def verify_async(txs: Sequence[Transaction]) -> list[bool]:
+        return verify(txs)
+
+    return verify_async
+
+
+@dataclass(frozen=True, slots=True)
+class RawAdmission:
+    """Encoded transactions between ``Node.begin_admission`` and ``Node.end_admission``."""
+
+    count: int
+    #: Position -> why those bytes are no transaction.
+    undecodable: dict[int, LedgerError]
+    #: The decoded ones, in order.
+    admission: Admission
+
+    @property
+    def to_verify(self) -> list[Transaction]:
+        return self.admission.to_verify
+
+
 @dataclass(frozen=True, slots=True)
 class TxStatus:
     tx_id: Hash32
@@ -128,10 +152,13 @@ class Node:
         mempool_limits: MempoolLimits | None = None,
         state_history: int = DEFAULT_STATE_HISTORY,
         verify: Callable[[Sequence[Transaction]], list[bool]] = verify_each,
+        verify_async: Callable[[Sequence[Transaction]], Awaitable[list[bool]]] | None = None,
     ) -> None:
         self.data_dir = data_dir
         #: Checks the signatures of many transactions at once (e.g. on every core).
         self.verify = verify
+        #: The same, awaited: the event loop goes on meanwhile (``begin_admission``).
+        self.verify_async = verify_async or _awaitable(verify)
         #: How many recent heights' state stays provable (``get_state_proof(height=...)``).
         self.state_history = state_history
         self.genesis = genesis
@@ -316,9 +343,37 @@ class Node:
     def submit_many(self, raws: Sequence[bytes]) -> list[Hash32 | LedgerError]:
         """Admit many transactions, their signatures checked together; for each, its id
         if admitted or the reason it was refused."""
-        txs, outcome = self._admit_many(raws)
+        batch = self.begin_admission(raws)
+        return self.end_admission(batch, self.verify(batch.to_verify))
+
+    def admit_gossiped(self, raw: bytes) -> None:
+        """Admit a transaction a peer passed on (not passed on again: every node has a
+        link to every other, and the sender broadcast it to all)."""
+        self.mempool.admit_raw(raw, self.head.height + 1)
+
+    def begin_admission(self, raws: Sequence[bytes]) -> RawAdmission:
+        """Decode and run the cheap checks; the signatures of ``to_verify`` may then be
+        checked elsewhere (on other threads) before ``end_admission``."""
+        decoded: list[Transaction] = []
+        undecodable: dict[int, LedgerError] = {}
+        for i, raw in enumerate(raws):
+            try:
+                decoded.append(decode_transaction(raw))
+            except LedgerError as exc:
+                undecodable[i] = exc
+        return RawAdmission(
+            len(raws), undecodable, self.mempool.begin_admission(decoded, self.next_height)
+        )
+
+    def end_admission(
+        self, batch: RawAdmission, signed: Sequence[bool]
+    ) -> list[Hash32 | LedgerError]:
+        """Admit what ``begin_admission`` checked and is signed; announce it (gossip)."""
+        outcome = self.end_admission_quietly(batch, signed)
+        txs = iter(batch.admission.txs)
         results: list[Hash32 | LedgerError] = []
-        for tx, refused in zip(txs, outcome, strict=True):
+        for i, refused in enumerate(outcome):
+            tx = None if i in batch.undecodable else next(txs)
             if refused is not None:
                 results.append(refused)
                 continue
@@ -328,36 +383,15 @@ class Node:
             results.append(tx.tx_id)
         return results
 
-    def admit_gossiped(self, raw: bytes) -> None:
-        """Admit a transaction a peer passed on (not passed on again: every node has a
-        link to every other, and the sender broadcast it to all)."""
-        self.mempool.admit_raw(raw, self.head.height + 1)
-
-    def admit_gossiped_many(self, raws: Sequence[bytes]) -> list[LedgerError | None]:
-        """``admit_gossiped`` for many, their signatures checked together."""
-        return self._admit_many(raws)[1]
-
-    def _admit_many(
-        self, raws: Sequence[bytes]
-    ) -> tuple[list[Transaction | None], list[LedgerError | None]]:
-        txs: list[Transaction | None] = []
-        outcome: list[LedgerError | None] = []
-        decoded: list[Transaction] = []
-        for raw in raws:
-            try:
-                tx = decode_transaction(raw)
-            except LedgerError as exc:
-                txs.append(None)
-                outcome.append(exc)
-            else:
-                txs.append(tx)
-                outcome.append(None)
-                decoded.append(tx)
-        admitted = iter(self.mempool.admit_many(decoded, self.head.height + 1, self.verify))
-        for i, item in enumerate(txs):
-            if item is not None:
-                outcome[i] = next(admitted)
-        return txs, outcome
+    def end_admission_quietly(
+        self, batch: RawAdmission, signed: Sequence[bool]
+    ) -> list[LedgerError | None]:
+        """``end_admission`` without announcing (for transactions peers passed on)."""
+        admitted = iter(self.mempool.end_admission(batch.admission, signed, self.next_height))
+        return [
+            batch.undecodable[i] if i in batch.undecodable else next(admitted)
+            for i in range(batch.count)
+        ]
 
     def record_evidence(self, first: Vote, second: Vote) -> None:
         """Submit proof of a validator's equivocation to the ``evidence`` contract."""

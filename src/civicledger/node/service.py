@@ -69,6 +69,7 @@ def open_node(
         mempool_limits=config.mempool,
         state_history=config.state_history,
         verify=verifier or verify_each,
+        verify_async=verifier.verify_async if verifier else None,
     )
 
 
