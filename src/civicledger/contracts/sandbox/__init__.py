@@ -37,10 +37,10 @@ CONTRACT_RUNTIME = f"cpython-{sys.version_info.major}.{sys.version_info.minor}"
 
 __all__ = [
     "CODE_CRASHED",
-    "CONTRACT_RUNTIME",
     "CODE_FORBIDDEN",
     "CODE_LIMIT",
     "CODE_REJECTED",
+    "CONTRACT_RUNTIME",
     "MAX_AST_DEPTH",
     "MAX_AST_NODES",
     "MAX_CALL_DEPTH",
