@@ -198,19 +198,52 @@ def _decode_value(r: _Reader, depth: int) -> Value:
                 return chunk.decode("utf-8")
             except UnicodeDecodeError:
                 raise DecodeError(f"string at offset {offset} is not valid UTF-8") from None
-        if tag == TAG_UINT and n <= 1 and start + n <= end:
+        if tag == TAG_UINT and n <= MAX_INT_BYTES and start + n <= end:
             r.pos = start + n
             if n == 0:
                 return 0
             if data[start] == 0:
                 raise DecodeError(f"integer at offset {offset} has a leading zero byte")
-            return data[start]
+            return int.from_bytes(data[start : start + n], "big")
+        if tag == TAG_MAP and n <= (end - start) // 2:
+            r.pos = start
+            return _decode_map(r, n, depth)
         if tag == TAG_LIST:
             if n > end - start:
                 raise DecodeError(f"list at offset {offset} claims {n} items, input too short")
             r.pos = start
             return [_decode_value(r, depth + 1) for _ in range(n)]
     return _decode_general(r, depth)
+
+
+def _decode_map(r: _Reader, count: int, depth: int) -> dict[str, Value]:
+    """The ``count`` entries of a map, keys with a one-byte length read in place."""
+    data, end = r.data, r.end
+    result: dict[str, Value] = {}
+    previous: bytes | None = None
+    for _ in range(count):
+        key_offset = r.pos
+        if key_offset + 1 < end and data[key_offset] == TAG_STRING and data[key_offset + 1] < 0x80:
+            size = data[key_offset + 1]
+            start = key_offset + 2
+            if size > end - start:
+                raise DecodeError(f"length {size} at offset {start} runs past the end of the input")
+            raw_key = data[start : start + size]
+            r.pos = start + size
+        else:
+            if r.byte() != TAG_STRING:
+                raise DecodeError(f"map key at offset {key_offset} is not a string")
+            raw_key = r.take(r.uvarint())
+        # Canonical: keys strictly ascending by their UTF-8 bytes, hence unique.
+        if previous is not None and raw_key <= previous:
+            raise DecodeError(f"map keys out of order or repeated at offset {key_offset}")
+        previous = raw_key
+        try:
+            key = raw_key.decode("utf-8")
+        except UnicodeDecodeError:
+            raise DecodeError(f"map key at offset {key_offset} is not UTF-8") from None
+        result[key] = _decode_value(r, depth + 1)
+    return result
 
 
 def _decode_general(r: _Reader, depth: int) -> Value:
