@@ -259,6 +259,46 @@ def test_only_the_scheduling_contract_may_cancel(chain: LocalChain) -> None:
         chain.node.get_scheduled(b"\x00" * 32)
 
 
+RACE = """
+class Race:
+    @call
+    def setup(self, ctx, args):
+        ids = [ctx.schedule("go", {}, at_height=ctx.height + 2) for _ in range(2)]
+        ctx.set("ids", ids)
+        return ids
+
+    @call
+    def go(self, ctx, args):
+        ctx.set("runs", ctx.get_int("runs") + 1)
+        cancelled = False
+        for sid in ctx.get("ids"):
+            if sid != ctx.tx_id:
+                cancelled = ctx.cancel_schedule(sid)
+        return cancelled
+
+    @view
+    def runs(self, ctx, args):
+        return ctx.get_int("runs")
+"""
+
+
+def test_a_call_cancelled_by_an_earlier_call_of_the_same_block_does_not_run(
+    chain: LocalChain,
+) -> None:
+    # Both calls fall due in one block; whichever runs first cancels the other.
+    assert chain.deploy("race", RACE).ok
+    ids = chain.call("race", "setup", {}).result
+    assert chain.advance() == []
+    (ran,) = chain.advance()
+    assert ran.ok and ran.result is True
+    assert chain.query("race", "runs", {}) == 1
+    (cancelled,) = [sid for sid in ids if sid != ran.tx_id]
+    with pytest.raises(NotFound):
+        chain.node.get_scheduled(cancelled)
+    node = chain.node
+    assert verify_chain(node.store, node.genesis, registry=node.registry).ok
+
+
 PERMITS = """
 DAY_MS = 86_400_000  # module constants are literals
 

@@ -198,7 +198,11 @@ def run_due_calls(registry: ContractRegistry, block: BlockOverlay, env: BlockEnv
     receipt's id is the schedule's id.
     """
     receipts: list[Receipt] = []
-    for key, raw in _due_calls(block, env):
+    for key, _ in _due_calls(block, env):
+        # An earlier call of this block may have cancelled it: read it again.
+        raw = block.get(key)
+        if raw is None:
+            continue
         try:
             entry = ScheduledCall.decode(raw)
         except ContractError:
