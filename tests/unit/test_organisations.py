@@ -162,3 +162,25 @@ def test_a_contract_can_ask_which_organisation_granted_a_role(
     assert node.query("organisations", "has_role", {**ask, "org": "bank"}) is True
     # The land registry did not make bob a registrar: a contract that asks says so.
     assert node.query("organisations", "has_role", {**ask, "org": "land"}) is False
+
+
+def test_validator_approvals_do_not_count_as_organisations_once_one_is_registered(
+    make_genesis, sign, alice
+):
+    from civicledger.contracts.sandbox.examples import COUNTER
+
+    net = Validators(make_genesis, sign)
+    assert net.call(alice, "contracts", "deploy", {"name": "counter", "source": COUNTER}).ok
+    v0, v1, v2, _ = net.keys
+    approve = {"name": "counter", "version": 1}
+    assert net.call(v0, "contracts", "approve", approve).result == "pending"
+    assert net.call(v1, "contracts", "approve", approve).result == "pending"
+    # Three organisations are registered; alice administers the first.
+    for org in ("land", "tax", "health"):
+        record = {"id": org, "name": org.title(), "admins": [alice.address]}
+        assert all(net.call(v, "organisations", "register", record).ok for v in (v0, v1, v2))
+    # One organisation of three is no majority, whatever validators approved before.
+    first = net.call(alice, "contracts", "approve", {**approve, "org": "land"})
+    assert first.ok and first.result == "pending", first
+    assert net.call(alice, "counter", "add", {"n": 1}).error_code == "unknown_contract"
+    assert net.call(alice, "contracts", "approve", {**approve, "org": "tax"}).result == "active"

@@ -188,7 +188,10 @@ class Deployments(Contract):
             ]
             approved = validators.has_supermajority(keys)
         else:
-            approved = 2 * len(approvals) > organisations
+            # Approvals given by validators while no organisation was registered do not
+            # count towards the organisations' majority.
+            orgs = [a for a in approvals if isinstance(a, str) and not a.startswith("validator:")]
+            approved = 2 * len(orgs) > organisations
         if approved:
             return self._activate(ctx, name, version, None)
         return record["status"]
