@@ -498,7 +498,8 @@ class _Run:
         try:
             for stored in store.iter_blocks():
                 header = decode_header(stored.header)
-                round_, signers = 0, tuple[bytes, ...]()
+                round_ = 0
+                signers: tuple[bytes, ...] = ()
                 if stored.commit:
                     commit = decode_commit(stored.commit)
                     round_ = commit.round
