@@ -128,7 +128,7 @@ def test_byzantine_double_sign_sends_conflicting_votes_to_different_peers(
 
 
 def test_byzantine_node_ignores_its_record_of_the_last_signature(node: Node) -> None:
-    node.store.set_meta("last_signed", encode_signed_record(RecordSigned(9, 3, 3)))
+    node.signer_state.save(encode_signed_record(RecordSigned(9, 3, 3)))
     assert ConsensusDriver(node, None).engine.last_signed == (9, 3, 3)
     driver, _ = _driver(node, "double-sign")
     assert driver.engine.last_signed == (0, -1, 0)

@@ -74,7 +74,7 @@ def test_driver_restarted_between_precommit_and_commit_decides_the_same_block(
     )
     node = Node(tmp_path / "node", genesis, VALIDATOR_KEY)
     asyncio.run(_sign_then_crash(node))
-    raw = node.store.get_meta("last_signed")
+    raw = node.signer_state.load()
     record = load_signed_record(raw)
     assert record is not None and record.locked_block is not None
     assert (record.height, record.step) == (1, STEP_PRECOMMIT)

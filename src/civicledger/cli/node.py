@@ -15,6 +15,7 @@ import httpx
 
 from civicledger.chain.genesis import load_genesis
 from civicledger.cli.common import CliError, LedgerGroup
+from civicledger.errors import LedgerError
 from civicledger.node.config import load_config
 from civicledger.node.localnet import create_network, start_node_process
 from civicledger.node.verify import verify_chain
@@ -193,28 +194,35 @@ def node_resync(config_path: Path) -> None:
     """
     import sqlite3
 
+    from civicledger.node.signer_state import SignerState
+
     config = load_config(config_path)
     data_dir = config.resolve(config.data_dir)
     db = data_dir / "chain.db"
     if not db.exists():
         raise CliError(f"no chain database at {db}")
+    # The last-signature record must survive: from its own file, or, for a database of
+    # an earlier version, from inside the database.
     try:
-        with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
-            row = conn.execute("SELECT value FROM meta WHERE key = 'last_signed'").fetchone()
-    except sqlite3.DatabaseError as exc:
-        raise CliError(
-            f"cannot read the last-signature record from {db} ({exc}); refusing to reset a "
-            "validator that might then sign twice"
-        ) from None
+        record = SignerState(data_dir).load()
+    except LedgerError as exc:
+        raise CliError(f"{exc}; nothing was changed") from None
+    if record is None:
+        try:
+            with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
+                row = conn.execute("SELECT value FROM meta WHERE key = 'last_signed'").fetchone()
+        except sqlite3.DatabaseError as exc:
+            raise CliError(
+                f"cannot read the last-signature record from {db} ({exc}) and there is no "
+                f"{SignerState(data_dir).path.name} file; refusing to reset a validator that "
+                "might then sign twice"
+            ) from None
+        record = None if row is None else bytes(row[0])
     stamp = time.strftime("%Y%m%d-%H%M%S")
     aside = data_dir.with_name(f"{data_dir.name}.damaged-{stamp}")
     data_dir.rename(aside)
     data_dir.mkdir(parents=True)
-    store = BlockStore(db)
-    try:
-        if row is not None:
-            store.set_meta("last_signed", bytes(row[0]))
-    finally:
-        store.close()
+    if record is not None:
+        SignerState(data_dir).save(record)
     click.echo(f"moved the damaged data to {aside}")
     click.echo(f"start the node (civic node start --config {config_path}): it re-syncs from peers")

@@ -164,6 +164,14 @@ class ConsensusDriver:
         self.clock = clock
         restored, self._restored_votes = self._load_signed()
         last = (restored.height, restored.round, restored.step) if restored else (0, -1, 0)
+        if restored is not None and restored.height > node.head.height + 1:
+            log.warning(
+                "this validator signed at height %d but its database ends at block %d: "
+                "blocks were lost (a damaged database?); they will be fetched from peers, "
+                "and nothing at or below the last signature is signed again",
+                restored.height,
+                node.head.height,
+            )
         self.engine = Tendermint(
             node.chain_id,
             _App(self),
@@ -335,7 +343,7 @@ class ConsensusDriver:
     def _load_signed(self) -> tuple[RecordSigned | None, list[Vote]]:
         """The record of our last signature (a restarted validator never signs at or
         below it again) and our own votes of its height (counted again)."""
-        raw = self.node.store.get_meta("last_signed")
+        raw = self.node.signer_state.load()
         return load_signed_record(raw), load_signed_votes(raw)
 
     def _save_signed(self, record: RecordSigned, message: Proposal | Vote | None) -> None:
@@ -343,7 +351,7 @@ class ConsensusDriver:
         votes = [m for m in self._own_messages if isinstance(m, Vote) and m.height == record.height]
         if isinstance(message, Vote):
             votes.append(message)
-        self.node.store.set_meta("last_signed", encode_signed_record(record, votes))
+        self.node.signer_state.save(encode_signed_record(record, votes))
 
     def _on_timeout(self, kind: int, height: int, round_: int) -> None:
         if not self.running:

@@ -54,6 +54,7 @@ from civicledger.execution.executor import (
     run_query,
 )
 from civicledger.mempool.pool import Admission, Mempool, MempoolLimits, verify_each
+from civicledger.node.signer_state import SignerState
 from civicledger.state.bundle import StateProofBundle, contract_state_key
 from civicledger.state.ordered import StateTree
 from civicledger.state.overlay import StateReader, merged_scan
@@ -169,6 +170,8 @@ class Node:
         self._evidence_sent: set[str] = set()
         self.registry = registry or default_registry()
         self.store = BlockStore(data_dir / "chain.db")
+        #: The validator's last-signature record (``node/signer_state.py``).
+        self.signer_state = SignerState(data_dir)
         self.state = StateTree()
         self.mempool = Mempool(
             self.chain_id,
@@ -223,6 +226,12 @@ class Node:
                 f"{self.store.path} belongs to another network (genesis {stored_hash.hex()}, "
                 f"this genesis file gives {genesis_block.hash.hex()})"
             )
+        # Databases of earlier versions kept the last-signature record inside: move it out.
+        legacy = self.store.get_meta("last_signed")
+        if legacy is not None:
+            if self.signer_state.load() is None:
+                self.signer_state.save(legacy)
+            self.store.delete_meta("last_signed")
         self.state = StateTree.from_items(self.store.iter_state())
         try:
             self.head = self.check_stored_chain()
