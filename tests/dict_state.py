@@ -12,7 +12,9 @@ class DictState:
     def get(self, key: bytes) -> bytes | None:
         return self.items.get(key)
 
-    def scan(self, prefix: bytes, after: bytes, limit: int) -> list[tuple[bytes, bytes]]:
+    def scan(
+        self, prefix: bytes, after: bytes, limit: int, meter: object = None
+    ) -> list[tuple[bytes, bytes]]:
         keys = sorted(k for k in self.items if k.startswith(prefix) and k > after)
         return [(k, self.items[k]) for k in keys[:limit]]
 

@@ -159,8 +159,8 @@ def measure_ed25519_parallel_rate(threads: int, seconds: float = 1.0) -> float:
     return sum(counts) / (time.perf_counter() - start)
 
 
-#: With batches, a request also carries the transactions due within this long (s).
-BATCH_WINDOW_S = 0.005
+#: At a rate, a batch gathers the transactions due within this long of its first (s).
+BATCH_WINDOW_S = 0.05
 #: The load generator stops waiting after this long without a new block once all is sent.
 STALL_S = 30.0
 
@@ -328,29 +328,35 @@ async def _drive(
             try:
                 while not queue.empty():
                     tx = queue.get_nowait()
-                    if rate > 0:
-                        due = start + (sent * concurrency + worker) / rate
-                        delay = due - time.perf_counter()
-                        if delay > 0:
-                            await asyncio.sleep(delay)
+                    due = start + (sent * concurrency + worker) / rate if rate > 0 else 0.0
+                    delay = due - time.perf_counter()
+                    if delay > 0:
+                        await asyncio.sleep(delay)
                     sent += 1
-                    # With --batch, the transactions due by now go in one request.
+                    # With --batch, one request carries up to that many: flat out, those
+                    # waiting; at a rate, those due within BATCH_WINDOW_S of the first, sent
+                    # when the last is due (as a client gathering them would) and each timed
+                    # from its own due time, so the wait in the batch counts in its latency.
                     group = [tx]
+                    dues = [due]
                     while len(group) < batch and not queue.empty():
-                        if rate > 0 and start + (sent * concurrency + worker) / rate > (
-                            time.perf_counter() + BATCH_WINDOW_S
-                        ):
+                        next_due = start + (sent * concurrency + worker) / rate if rate > 0 else 0.0
+                        if next_due > due + BATCH_WINDOW_S:
                             break
                         group.append(queue.get_nowait())
+                        dues.append(next_due)
                         sent += 1
+                    delay = dues[-1] - time.perf_counter()
+                    if delay > 0:
+                        await asyncio.sleep(delay)
                     if batch > 1:
                         path = b"/v1/txs"
                         body = encode([t.encoded for t in group])
                     else:
                         path, body = b"/v1/transactions", tx.encoded
                     now = time.perf_counter()
-                    for t in group:
-                        submitted[t.tx_id.hex()] = now
+                    for t, t_due in zip(group, dues, strict=True):
+                        submitted[t.tx_id.hex()] = t_due if rate > 0 and batch > 1 else now
                     writer.write(
                         b"POST " + path + b" HTTP/1.1\r\nHost: bench\r\n"
                         b"Content-Type: application/octet-stream\r\n"

@@ -77,6 +77,17 @@ def test_bench_smoke_reports_every_figure():
     assert result.receipts_checked > 0 and result.receipts_failed == 0
 
 
+def test_bench_batches_at_a_rate_through_the_batch_endpoint():
+    # Two validators: each sender's batches go to one node, the others learn by gossip.
+    result = run_bench(
+        validators=2, transactions=400, senders=10, rate=400, concurrency=2, batch=50
+    )
+    assert (result.committed, result.rejected) == (400, 0)
+    assert result.receipts_checked > 0 and result.receipts_failed == 0
+    # Each transaction is timed from its own due time, so latencies are never negative.
+    assert 0 <= result.latency_ms["p50"] <= result.latency_ms["p99"]
+
+
 def test_bench_document_load_on_seven_validators():
     result = run_bench(
         validators=7, load="document", transactions=140, senders=14, block_interval_ms=100

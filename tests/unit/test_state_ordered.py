@@ -46,7 +46,20 @@ def test_scans_through_overlays_match_a_sorted_model(
             else:
                 expected[k] = v
     assert tree.scan(prefix, after, limit) == model_scan(base, prefix, after, limit)
-    assert tx.scan(prefix, after, limit) == model_scan(expected, prefix, after, limit)
+    metered: list[int] = []
+    rows = tx.scan(prefix, after, limit, metered.append)
+    assert rows == model_scan(expected, prefix, after, limit)
+    # The scan is charged for every entry it went past: those of each layer up to the last
+    # key returned (to the end when fewer than `limit` are), less the ones returned.
+    end = rows[-1][0] if len(rows) == limit else None
+    gone_through = sum(
+        1
+        for layer in (base, block_writes, tx_writes)
+        for k in layer
+        if k.startswith(prefix) and k > after and (end is None or k <= end)
+    )
+    assert sum(metered) == gone_through - len(rows)
+    assert len(metered) <= 1
 
 
 @given(
@@ -124,3 +137,33 @@ def test_items_sees_the_writes_of_its_own_block(sign, alice) -> None:
     assert result.receipts[2].ok, result.receipts[2]
     assert result.receipts[2].result == [["entry/a", 1], ["entry/b", 2]]
     assert decode(encode(result.receipts[2].result)) == result.receipts[2].result
+
+
+WIPE = """
+class Wipe:
+    @call
+    def wipe_and_list(self, ctx, args):
+        for i in range(args.integer("n", maximum=1000)):
+            ctx.set("entry/" + str(i), i)
+            ctx.delete("entry/" + str(i))
+        for _ in range(10):
+            ctx.items("entry/", limit=1)
+        return None
+"""
+
+
+def test_listing_past_many_pending_deletions_costs_fuel_for_each(sign, alice) -> None:
+    from civicledger.contracts.base import FUEL_SCAN_SKIP
+
+    contract = compile_contract(WIPE, name="wipe").instantiate()
+    registry = ContractRegistry([contract])
+    env = BlockEnv("test-1", 1, 1)
+    used = []
+    for n in (500, 1000):
+        tx = sign(alice, 0, "wipe", "wipe_and_list", {"n": n}, fuel_limit=50_000_000)
+        (receipt,) = execute_transactions(registry, StateTree(), env, [tx]).receipts
+        assert receipt.ok, receipt
+        used.append(receipt.fuel_used)
+    # Each of the ten listings went past 500 more deleted keys in the second call; the rest
+    # of the extra fuel is the extra writes and loop steps.
+    assert used[1] - used[0] >= 10 * 500 * FUEL_SCAN_SKIP

@@ -58,6 +58,7 @@ __all__ = [
     "FUEL_BASE",
     "FUEL_EVENT",
     "FUEL_READ",
+    "FUEL_SCAN_SKIP",
     "FUEL_WRITE",
     "MAX_EVENTS",
     "MAX_ITEMS",
@@ -91,6 +92,9 @@ MAX_VIEW_DEPTH = 4
 MAX_KEY_LENGTH = 256
 #: Most entries one ``ctx.items`` call returns.
 MAX_ITEMS = 256
+#: Fuel per entry a ``ctx.items`` scan goes past without returning it (a pending deletion,
+#: or the older value of a key written again in the call or the block).
+FUEL_SCAN_SKIP = 20
 MAX_VALUE_SIZE = 16 * 1024
 MAX_EVENTS = 64
 MAX_EVENT_SIZE = 4 * 1024
@@ -190,7 +194,10 @@ class ViewContext:
         base = state_key(self.contract, "")
         self.fuel.charge(FUEL_READ)
         rows = self._reader.scan(
-            base + prefix.encode(), base + after.encode() if after else b"", limit
+            base + prefix.encode(),
+            base + after.encode() if after else b"",
+            limit,
+            lambda skipped: self.fuel.charge(FUEL_SCAN_SKIP * skipped),
         )
         out: list[Value] = []
         for key, raw in rows:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -57,7 +57,7 @@ from civicledger.mempool.pool import Admission, Mempool, MempoolLimits, verify_e
 from civicledger.node.signer_state import SignerState
 from civicledger.state.bundle import StateProofBundle, contract_state_key
 from civicledger.state.ordered import StateTree
-from civicledger.state.overlay import StateReader, merged_scan
+from civicledger.state.overlay import KeyIndex, Layer, Meter, StateReader, merged_scan
 from civicledger.state.system import get_validator_set
 from civicledger.storage.sqlite import BlockStore
 from civicledger.types import Address, Hash32
@@ -84,6 +84,8 @@ class _Candidate:
     result: ExecutionResult
     #: What restores the state tree: key -> previous value (None: absent).
     inverse: dict[bytes, bytes | None]
+    #: The keys of ``inverse`` in order, for scans of the committed state.
+    index: KeyIndex = field(default_factory=KeyIndex)
 
 
 class _CommittedView:
@@ -100,11 +102,17 @@ class _CommittedView:
             return candidate.inverse[key]
         return self._node.state.get(key)
 
-    def scan(self, prefix: bytes, after: bytes, limit: int) -> list[tuple[bytes, bytes]]:
+    def get_layers(self) -> tuple[list[Layer], StateReader]:
         candidate = self._node._candidate
         if candidate is None:
-            return self._node.state.scan(prefix, after, limit)
-        return merged_scan(self._node.state, candidate.inverse, prefix, after, limit)
+            return [], self._node.state
+        return [(candidate.inverse, candidate.index.get(candidate.inverse))], self._node.state
+
+    def scan(
+        self, prefix: bytes, after: bytes, limit: int, meter: Meter | None = None
+    ) -> list[tuple[bytes, bytes]]:
+        layers, base = self.get_layers()
+        return merged_scan(layers, base, prefix, after, limit, meter)
 
 
 def _awaitable(

@@ -11,7 +11,7 @@ state machine: every node lists the same keys in the same order.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 
 from sortedcontainers import SortedSet
 
@@ -54,8 +54,15 @@ class StateTree(SparseMerkleTree):
             else:
                 keys.add(key)
 
-    def scan(self, prefix: bytes, after: bytes, limit: int) -> list[tuple[bytes, bytes]]:
-        """Up to ``limit`` entries with keys starting with ``prefix``, after ``after``."""
+    def scan(
+        self,
+        prefix: bytes,
+        after: bytes,
+        limit: int,
+        meter: Callable[[int], None] | None = None,
+    ) -> list[tuple[bytes, bytes]]:
+        """Up to ``limit`` entries with keys starting with ``prefix``, after ``after``
+        (every entry gone through is returned, so ``meter`` is never called)."""
         out: list[tuple[bytes, bytes]] = []
         if limit <= 0:
             return out
