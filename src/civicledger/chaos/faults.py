@@ -14,7 +14,8 @@ support beyond what an unprivileged Linux process has:
   ignores SIGXFSZ); the limit is restored when the fault ends.
 - **damaged write-ahead data**: the node is killed, its ``chain.db-wal`` (or, if there
   is none, ``chain.db``) is truncated or has bytes overwritten, or the header of
-  ``chain.db`` is zeroed and the WAL removed, and the node is started again. It must
+  ``chain.db`` is zeroed and the WAL removed, or a page in the middle of ``chain.db``
+  is overwritten after a checkpoint, and the node is started again. It must
   recover or refuse with a clear message; on refusal the runner runs ``civic node
   resync`` and starts it once more. If resync refuses too (it cannot carry over the
   record of the last signature), the node stays down as a crashed validator. The
@@ -27,6 +28,7 @@ import glob
 import os
 import resource
 import signal
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -62,6 +64,20 @@ def damage_database(data_dir: Path, mode: str) -> str:
         if wal.exists():
             wal.unlink()
         return "zeroed the 100-byte header of chain.db and removed chain.db-wal"
+    if mode == "page":
+        # Fold the log into the database (as a checkpoint would), then overwrite a page
+        # in the middle of the file: blocks, transactions or state that SQLite will
+        # find malformed when it reads them.
+        target = data_dir / "chain.db"
+        with sqlite3.connect(target) as conn:
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        conn.close()
+        size = target.stat().st_size
+        offset = (size // 2) // 4096 * 4096
+        with target.open("r+b") as f:
+            f.seek(offset)
+            f.write(b"\xde\xad\xbe\xef" * 1024)
+        return f"overwrote page {offset // 4096} of chain.db ({size} bytes) after a checkpoint"
     size = target.stat().st_size
     if mode == "truncate":
         # Cut in the middle of a page: the last frames become incomplete.

@@ -76,7 +76,7 @@ CHECKERS = (
 NETWORK_FAULTS = ("partition", "delay", "drop", "duplicate")
 PROCESS_FAULTS = ("kill", "pause", "restart", "clock_skew", "disk_full", "wal_damage")
 FAULT_KINDS = NETWORK_FAULTS + PROCESS_FAULTS
-WAL_DAMAGE = ("truncate", "corrupt", "header")
+WAL_DAMAGE = ("truncate", "corrupt", "header", "page")
 
 
 class ManifestError(LedgerError):
