@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import sqlite3
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,7 @@ import pytest
 
 from civicledger.chain.block import (
     Block,
+    Commit,
     compute_receipts_root,
     compute_tx_root,
     decode_commit,
@@ -26,6 +28,7 @@ from civicledger.crypto.keys import KeyPair
 from civicledger.encoding import encode
 from civicledger.errors import (
     CorruptionError,
+    InvalidBlock,
     InvalidProof,
     LedgerError,
     NotFound,
@@ -521,3 +524,55 @@ def test_an_added_state_row_is_caught(db: Db, closed_chain: Callable[[], Node]) 
 def test_an_altered_genesis_hash_is_caught(db: Db, closed_chain: Callable[[], Node]) -> None:
     db.run("UPDATE meta SET value = ? WHERE key = 'genesis_hash'", bytes(32))
     assert_refused(closed_chain, "another network")
+
+
+def test_a_synced_block_is_checked_once_and_refused_if_forged(
+    tmp_path: Path,
+    genesis: Genesis,
+    node: Node,
+    mixed_block: tuple[Block, list[Transaction]],
+    validator_key: KeyPair,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A follower verifies each transaction of a synced block once (none was in its
+    mempool), through its verifier, and the block's certificate once."""
+    block, txs = mixed_block
+    stored, commit = node.get_block(1)
+    assert commit is not None
+    checked: list[Transaction] = []
+
+    def verify(batch: Sequence[Transaction]) -> list[bool]:
+        checked.extend(batch)
+        return [tx.is_signature_valid() for tx in batch]
+
+    certificates = 0
+    original = Commit.validate
+
+    def count(self: Commit, *args: Any) -> None:
+        nonlocal certificates
+        certificates += 1
+        original(self, *args)
+
+    monkeypatch.setattr(Commit, "validate", count)
+    follower = Node(tmp_path / "follower", genesis, verify=verify)
+    try:
+        follower.apply_synced_block(stored, commit)
+        assert follower.head == block.header
+        assert checked == txs and certificates == 1
+    finally:
+        follower.close()
+    # A block certified with a transaction whose signature is another's is refused.
+    forged_tx = dataclasses.replace(
+        txs[0], signature=txs[1].signature, _encoded=b"", _tx_id=b"", _sender_address=b""
+    )
+    forged_txs = (forged_tx, *txs[1:])
+    header = dataclasses.replace(block.header, tx_root=compute_tx_root(forged_txs))
+    forged = Block(header, forged_txs)
+    certificate = Commit.sign(node.chain_id, 1, 0, forged.hash, [validator_key])
+    other = Node(tmp_path / "other", genesis, verify=verify)
+    try:
+        with pytest.raises(InvalidBlock, match="not signed"):
+            other.apply_synced_block(forged, certificate)
+        assert other.head.height == 0
+    finally:
+        other.close()

@@ -571,6 +571,10 @@ class Node:
     def commit_block(self, block: Block, commit: Commit, now_ms: int) -> None:
         """Store a decided block with its certificate and make it the head."""
         commit.validate(self.chain_id, block.header, self.validators)
+        self._commit_certified(block, commit, now_ms)
+
+    def _commit_certified(self, block: Block, commit: Commit, now_ms: int) -> None:
+        """``commit_block`` once the certificate is checked."""
         self.validate_block(block, now_ms)
         candidate = self._candidate
         assert candidate is not None and candidate.block_hash == block.hash
@@ -585,8 +589,9 @@ class Node:
     def apply_synced_block(self, block: Block, commit: Commit) -> None:
         """Apply a block fetched from a peer: its certificate first, then its execution."""
         commit.validate(self.chain_id, block.header, self.validators)
-        # A finalised block's time was checked by the validators that signed it.
-        self.commit_block(block, commit, now_ms=block.header.time_ms)
+        # A finalised block's time was checked by the validators that signed it (and its
+        # certificate just now: once is enough).
+        self._commit_certified(block, commit, now_ms=block.header.time_ms)
 
     def produce_block(self, now_ms: int) -> Block | None:
         """Build, self-certify and commit the next block: for a validator holding more than
