@@ -73,8 +73,25 @@ def _encode_into(value: Value, out: bytearray, depth: int) -> None:
         out.append(len(value))
         for item in value:
             _encode_into(item, out, depth + 1)
-    else:
+    elif not (type(value) is dict and _encode_short_map(value, out, depth)):
         _encode_general(value, out, depth)
+
+
+def _encode_short_map(value: dict[str, Value], out: bytearray, depth: int) -> bool:
+    """Encode a map of fewer than 128 short ASCII keys (ASCII sorts as its bytes do);
+    ``False``, writing nothing, for any other map."""
+    if len(value) >= 0x80 or not all(
+        type(key) is str and len(key) < 0x80 and key.isascii() for key in value
+    ):
+        return False
+    out.append(TAG_MAP)
+    out.append(len(value))
+    for key in sorted(value):
+        out.append(TAG_STRING)
+        out.append(len(key))
+        out += key.encode("ascii")
+        _encode_into(value[key], out, depth + 1)
+    return True
 
 
 def _encode_general(value: Value, out: bytearray, depth: int) -> None:
