@@ -203,6 +203,35 @@ def test_a_block_runs_a_bounded_number_of_due_calls_the_rest_next(chain: LocalCh
     assert chain.query("benefits", "ticks") == 80
 
 
+FLOOD = """
+class Flood:
+    @call
+    def start(self, ctx, args):
+        for _ in range(16):
+            ctx.schedule("again", {}, at_height=ctx.height + 1, fuel=10_000)
+        return None
+
+    @call
+    def again(self, ctx, args):
+        ctx.schedule("again", {}, at_height=ctx.height + 1, fuel=10_000)
+        return None
+"""
+
+
+def test_calls_due_by_height_every_block_do_not_starve_those_due_by_time(
+    chain: LocalChain,
+) -> None:
+    # 64 calls that reschedule themselves at the next height fill every block's room.
+    assert chain.deploy("flood", FLOOD).ok
+    for _ in range(MAX_SCHEDULED_PER_BLOCK // 16):
+        assert chain.call("flood", "start", {}).ok
+    scheduled = chain.call("benefits", "at_time", {"ms": 500})
+    assert scheduled.ok, scheduled
+    ran = [rc for rc in chain.advance(3) if rc.tx_id == scheduled.result]
+    assert len(ran) == 1 and ran[0].ok, ran
+    assert chain.query("benefits", "ticks") == 1
+
+
 def test_scheduled_calls_verify_prove_and_survive_a_restart(chain: LocalChain) -> None:
     who = chain.key(7).address
     assert chain.call("benefits", "enrol", {"who": who, "amount": 5, "every": 1}).ok

@@ -176,18 +176,22 @@ def execute_transaction(
 
 def _due_calls(block: BlockOverlay, env: BlockEnv) -> list[tuple[bytes, bytes]]:
     """The scheduled calls due in this block, in due order, at most a block's worth:
-    those due by height first, then those due by time."""
-    due: list[tuple[bytes, bytes]] = []
+    those due by height first, then those due by time. Each kind has at least half the
+    room when it has calls due, so neither can keep the other waiting for ever."""
+    found: list[list[tuple[bytes, bytes]]] = []
     for letter, now in ((b"h", env.height), (b"t", env.time_ms)):
         prefix = DUE_PREFIX + letter
-        room = MAX_SCHEDULED_PER_BLOCK - len(due)
-        if room <= 0:
-            break
-        for key, raw in block.scan(prefix, b"", room):
+        due: list[tuple[bytes, bytes]] = []
+        for key, raw in block.scan(prefix, b"", MAX_SCHEDULED_PER_BLOCK):
             if int(key[len(prefix) : len(prefix) + 16], 16) > now:
                 break
             due.append((key, raw))
-    return due
+        found.append(due)
+    by_height, by_time = found
+    half = MAX_SCHEDULED_PER_BLOCK // 2
+    heights = min(len(by_height), max(half, MAX_SCHEDULED_PER_BLOCK - len(by_time)))
+    times = min(len(by_time), MAX_SCHEDULED_PER_BLOCK - heights)
+    return by_height[:heights] + by_time[:times]
 
 
 def run_due_calls(registry: ContractRegistry, block: BlockOverlay, env: BlockEnv) -> list[Receipt]:
