@@ -368,7 +368,7 @@ class _Run:
             at = opened.group(1) if opened else "?"
             self.log(f"{node.name} restarted on the damaged data, which opened at height {at}")
             return
-        self.log(f"{node.name} refused to start: {node.exit_message(2)}")
+        self.log(f"{node.name} refused to start: {node.exit_message(1)}")
         try:
             self.log(f"civic node resync: {node.resync()}")
         except RuntimeError as exc:
