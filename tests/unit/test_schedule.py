@@ -8,7 +8,7 @@ import pytest
 
 from civicledger.chain.proof import verify_receipt_proof
 from civicledger.contracts.schedule import MAX_SCHEDULED_PER_BLOCK
-from civicledger.errors import NotFound
+from civicledger.errors import ContractError, NotFound
 from civicledger.node.node import Node
 from civicledger.node.verify import verify_chain
 from civicledger.testing import LocalChain
@@ -274,6 +274,42 @@ def test_read_only_calls_into_other_contracts(chain: LocalChain) -> None:
 
     with pytest.raises(ContractError, match="nest at most"):
         chain.query("audit", "deep")
+
+
+DEEP = """
+def down(ctx, n, level):
+    if n > 0:
+        return down(ctx, n - 1, level)
+    if level < 4:
+        return ctx.call_view("deep", "go", {"level": level + 1, "n": 60})
+    return level
+
+
+class Deep:
+    @view
+    def go(self, ctx, args):
+        return down(ctx, args.integer("n"), args.integer("level"))
+"""
+
+
+def test_call_depth_counts_across_read_only_calls_whatever_the_callers_stack(
+    chain: LocalChain,
+) -> None:
+    # Five contract frames of 60 nested calls each: as deep as Python allows, so the outcome
+    # would depend on how deep in the node's own stack the executor runs. The depth bound
+    # holds across the calls into other contracts instead, the same everywhere.
+    assert chain.deploy("deep", DEEP).ok
+
+    def from_depth(frames: int) -> tuple[str, str]:
+        if frames:
+            return from_depth(frames - 1)
+        try:
+            return "ok", repr(chain.query("deep", "go", {"n": 60, "level": 0}))
+        except ContractError as exc:
+            return exc.code, exc.message.rsplit(": ", 1)[-1]
+
+    shallow, deep = from_depth(0), from_depth(400)
+    assert shallow == deep == ("limit_exceeded", "calls may nest at most 64 deep"), (shallow, deep)
 
 
 def test_only_the_scheduling_contract_may_cancel(chain: LocalChain) -> None:

@@ -152,10 +152,15 @@ class ViewContext:
         *,
         registry: ContractRegistry | None = None,
         depth: int = 0,
+        call_depth: int = 0,
     ) -> None:
         self._reader = reader
         self._registry = registry
         self._depth = depth
+        #: Calls of sandboxed code already on the stack when this context's method runs
+        #: (a read-only call from another contract): they count towards the sandbox's
+        #: ``MAX_CALL_DEPTH``, so that bound holds for the whole stack.
+        self.call_depth = call_depth
         self.contract = contract
         self.fuel = fuel
         #: Height of the state being read (the last committed block for queries).
@@ -242,11 +247,19 @@ class ViewContext:
         if not condition:
             raise ContractError(message, code=code)
 
-    def call_view(self, contract: str, method: str, args: dict[str, Value] | None = None) -> Value:
+    def call_view(
+        self,
+        contract: str,
+        method: str,
+        args: dict[str, Value] | None = None,
+        *,
+        call_depth: int = 0,
+    ) -> Value:
         """Run another contract's ``@view`` method on the same state and return its result.
 
         The callee reads only; it runs on this call's fuel; its arguments and result are
         copies (encoded and decoded), so no object is shared between contracts.
+        ``call_depth``: the caller's nested sandbox calls, which the callee's count from.
         """
         if self._registry is None:
             raise ContractError("calls into other contracts are not available here")
@@ -273,6 +286,7 @@ class ViewContext:
             self.height,
             registry=self._registry,
             depth=self._depth + 1,
+            call_depth=call_depth,
         )
         copied = decode(raw_args)
         assert isinstance(copied, dict)

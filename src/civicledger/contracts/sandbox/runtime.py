@@ -1238,7 +1238,10 @@ def _ctx_call_view(
     rt.fuel.charge(FUEL_OP)
     _need_str(contract, "a contract name")
     _need_str(method, "a method name")
-    return ctx.call_view(contract, method, _plain_args(rt, args, "call_view()"))
+    # The callee's calls count on from ours: the depth bound holds for the whole stack.
+    return ctx.call_view(
+        contract, method, _plain_args(rt, args, "call_view()"), call_depth=rt.depth
+    )
 
 
 def _ctx_schedule(
@@ -1292,9 +1295,7 @@ def _ctx_emit(rt: Runtime, ctx: Context, name: Any, **data: Any) -> None:
     ctx.emit(name, **data)
 
 
-def _ctx_has_role(
-    rt: Runtime, ctx: ViewContext, role: Any, address: Any, org: Any = None
-) -> bool:
+def _ctx_has_role(rt: Runtime, ctx: ViewContext, role: Any, address: Any, org: Any = None) -> bool:
     rt.fuel.charge(FUEL_OP)
     if not 0 < len(_need_str(role, "a role")) <= MAX_KEY_LENGTH:
         raise _limit(f"roles are 1 to {MAX_KEY_LENGTH} characters")
@@ -1396,6 +1397,7 @@ class SandboxedContract(Contract):
     def _invoke(self, method: str, kind: str, ctx: ViewContext, args: Args) -> Value:
         ctx.fuel.charge(FUEL_ENTRY)
         rt = Runtime(ctx.fuel)
+        rt.depth = ctx.call_depth
         try:
             namespace = rt.namespace()
             exec(self._code, namespace)
