@@ -167,3 +167,30 @@ def test_listing_past_many_pending_deletions_costs_fuel_for_each(sign, alice) ->
     # Each of the ten listings went past 500 more deleted keys in the second call; the rest
     # of the extra fuel is the extra writes and loop steps.
     assert used[1] - used[0] >= 10 * 500 * FUEL_SCAN_SKIP
+
+
+@given(
+    base=st.dictionaries(key_st, value_st),
+    steps=st.lists(
+        st.tuples(st.sampled_from(["write", "scan", "commit"]), key_st, st.none() | value_st),
+        max_size=30,
+    ),
+)
+def test_scans_between_writes_see_every_write_so_far(base, steps) -> None:
+    # The sorted key index of each overlay is brought up to date between scans.
+    tree = StateTree.from_items(base.items())
+    block = BlockOverlay(tree)
+    tx = TxOverlay(block)
+    in_block, in_tx = dict(base), dict(base)
+    for action, key, value in steps:
+        if action == "write" and value is None:
+            tx.delete(key)
+            in_tx.pop(key, None)
+        elif action == "write":
+            tx.set(key, value)
+            in_tx[key] = value
+        elif action == "commit":
+            tx.commit()
+            in_block = dict(in_tx)
+        assert tx.scan(b"", b"", 100) == model_scan(in_tx, b"", b"", 100)
+        assert block.scan(key[:1], b"", 3) == model_scan(in_block, key[:1], b"", 3)
