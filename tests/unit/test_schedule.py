@@ -232,6 +232,30 @@ def test_calls_due_by_height_every_block_do_not_starve_those_due_by_time(
     assert chain.query("benefits", "ticks") == 1
 
 
+SPREAD = """
+class Spread:
+    @call
+    def start(self, ctx, args):
+        return ctx.schedule("fan_out", {}, at_height=ctx.height + 1, fuel=100_000)
+
+    @call
+    def fan_out(self, ctx, args):
+        for _ in range(2):
+            ctx.schedule("fan_out", {}, at_height=ctx.height + 1, fuel=100_000)
+        return None
+"""
+
+
+def test_a_scheduled_call_schedules_at_most_one_call(chain: LocalChain) -> None:
+    # Otherwise calls that schedule two more each would multiply without any transaction.
+    assert chain.deploy("spread", SPREAD).ok
+    assert chain.call("spread", "start", {}).ok
+    (fanned,) = chain.advance()
+    assert not fanned.ok and fanned.error_code == "limit_exceeded", fanned
+    assert "scheduled call may schedule at most 1" in fanned.error_message
+    assert chain.advance(2) == []
+
+
 def test_scheduled_calls_verify_prove_and_survive_a_restart(chain: LocalChain) -> None:
     who = chain.key(7).address
     assert chain.call("benefits", "enrol", {"who": who, "amount": 5, "every": 1}).ok

@@ -41,6 +41,7 @@ from civicledger.contracts.schedule import (
     MAX_SCHEDULED_ARGS_BYTES,
     MAX_SCHEDULED_FUEL,
     MAX_SCHEDULES_PER_CALL,
+    MAX_SCHEDULES_PER_SCHEDULED_CALL,
     ScheduledCall,
     id_key,
     schedule_id,
@@ -426,6 +427,13 @@ class Context(ViewContext):
         if len(raw_args) > MAX_SCHEDULED_ARGS_BYTES:
             raise ContractError(
                 f"schedule() arguments exceed {MAX_SCHEDULED_ARGS_BYTES} bytes",
+                code="limit_exceeded",
+            )
+        if self.scheduled and self._schedules >= MAX_SCHEDULES_PER_SCHEDULED_CALL:
+            # One call leads to at most one: waiting calls multiply only through
+            # transactions, each of which pays for what it schedules.
+            raise ContractError(
+                f"a scheduled call may schedule at most {MAX_SCHEDULES_PER_SCHEDULED_CALL} call",
                 code="limit_exceeded",
             )
         if self._schedules >= MAX_SCHEDULES_PER_CALL:

@@ -29,6 +29,7 @@ __all__ = [
     "MAX_SCHEDULED_FUEL",
     "MAX_SCHEDULED_PER_BLOCK",
     "MAX_SCHEDULES_PER_CALL",
+    "MAX_SCHEDULES_PER_SCHEDULED_CALL",
     "ScheduledCall",
     "due_key",
     "id_key",
@@ -43,8 +44,11 @@ MAX_SCHEDULED_PER_BLOCK = 64
 MAX_SCHEDULED_FUEL = 10_000_000
 #: Largest encoded arguments of one scheduled call.
 MAX_SCHEDULED_ARGS_BYTES = 4 * 1024
-#: Calls one transaction (or scheduled call) may schedule.
+#: Calls one transaction may schedule.
 MAX_SCHEDULES_PER_CALL = 16
+#: Calls one scheduled call may schedule (enough to recur; more would let waiting calls
+#: multiply block after block with no transaction).
+MAX_SCHEDULES_PER_SCHEDULED_CALL = 1
 #: Greatest due height or time (ms): they must fit the 16 hex digits of the key.
 MAX_DUE = 2**63 - 1
 
