@@ -157,3 +157,21 @@ def test_civic_state_get_at_a_height(node, sign, alice, bob):
             "/v1/state-proof", params={"contract": "accounts", "key": key, "height": 9}
         )
         assert far.status_code == 404 and "no block at height 9" in far.json()["error"]["message"]
+
+
+def test_proofs_at_past_heights_are_rate_limited(node, sign, alice, bob, monkeypatch):
+    import civicledger.node.node as node_module
+    from civicledger.errors import LedgerError
+
+    for n in range(4):
+        _mint(node, sign, alice, n, bob.address, 1)
+    key = f"balance/{bob.address.hex()}"
+    # A proof at height 1 undoes 3 keys (the nonce, the balance, the supply); allow 4.
+    monkeypatch.setattr(node_module, "UNDO_BUDGET_PER_S", 0.001)
+    node._undo_budget = 4.0
+    assert decode(node.get_state_proof("accounts", key, 1).proof.value) == 1
+    with pytest.raises(LedgerError, match="rate-limited") as busy:
+        node.get_state_proof("accounts", key, 1)
+    assert busy.value.code == "busy"
+    # Proofs at the head cost nothing from the budget.
+    assert decode(node.get_state_proof("accounts", key).proof.value) == 4

@@ -656,7 +656,10 @@ def create_app(
         "/v1/state-proof",
         tags=["contracts"],
         response_model=None,
-        responses={200: {"model": models.StateProofFile}, **error_responses(400, 404, 422)},
+        responses={
+            200: {"model": models.StateProofFile},
+            **error_responses(400, 404, 422, 503),
+        },
     )
     async def get_state_proof(
         contract: str = Query(..., max_length=64),

@@ -12,6 +12,7 @@ loaded hashes to the head's state root. A node whose copy fails these refuses to
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -73,7 +74,10 @@ MAX_EVIDENCE_SENT = 10_000
 #: Recent heights whose state stays provable, by default.
 DEFAULT_STATE_HISTORY = 1_000
 #: Keys a historical state proof may have to undo (bounds the work of one request).
-MAX_UNDO_PER_PROOF = 200_000
+MAX_UNDO_PER_PROOF = 20_000
+#: Undone keys per second that proofs at past heights may use on average (a burst may use
+#: ``MAX_UNDO_PER_PROOF``): the tree is rebuilt on the event loop that runs consensus.
+UNDO_BUDGET_PER_S = 10_000
 
 
 @dataclass(slots=True)
@@ -178,6 +182,8 @@ class Node:
         self._evidence_sent: set[str] = set()
         self.registry = registry or default_registry()
         self.store = BlockStore(data_dir / "chain.db")
+        self._undo_budget = float(MAX_UNDO_PER_PROOF)
+        self._undo_budget_at = time.monotonic()
         #: The validator's last-signature record (``node/signer_state.py``).
         self.signer_state = SignerState(data_dir)
         self.state = StateTree()
@@ -439,6 +445,22 @@ class Node:
     @property
     def next_height(self) -> int:
         return self.head.height + 1
+
+    def _spend_undo_budget(self, keys: int) -> None:
+        """Take ``keys`` from the budget of proofs at past heights, or refuse (busy)."""
+        now = time.monotonic()
+        elapsed = now - self._undo_budget_at
+        self._undo_budget = min(
+            float(MAX_UNDO_PER_PROOF), self._undo_budget + elapsed * UNDO_BUDGET_PER_S
+        )
+        self._undo_budget_at = now
+        if keys > self._undo_budget:
+            wait = (keys - self._undo_budget) / UNDO_BUDGET_PER_S
+            raise LedgerError(
+                f"proofs at past heights are rate-limited on this node; retry in {wait:.1f} s",
+                code="busy",
+            )
+        self._undo_budget -= keys
 
     def has_due_calls(self, now_ms: int) -> bool:
         """Whether a scheduled call falls due in the next block if it is made now."""
@@ -753,6 +775,7 @@ class Node:
                     f"the state at height {height} is too far back to prove here: more than "
                     f"{MAX_UNDO_PER_PROOF} keys changed since"
                 )
+            self._spend_undo_budget(len(found))
             undo = found
         block, commit = self.get_block(height)
         if commit is None:
