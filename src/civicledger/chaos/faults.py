@@ -104,6 +104,8 @@ class ChaosNode:
         self.url = f"http://127.0.0.1:{api_port}"
         self.process: subprocess.Popen[bytes] | None = None
         self.paused = False
+        #: Set when a fault stopped the process (so its exit is not a crash).
+        self.stopped_by_us = False
         self.starts = 0
         #: Path of the libfaketime offset file when the node runs under faketime.
         self.faketime_file: Path | None = None
@@ -151,6 +153,7 @@ class ChaosNode:
                 FAKETIME_NO_CACHE="1",
             )
         with self.log_path().open("wb") as log:
+            self.stopped_by_us = False
             self.process = subprocess.Popen(
                 [
                     sys.executable,
@@ -168,6 +171,7 @@ class ChaosNode:
         self.paused = False
 
     def kill(self) -> None:
+        self.stopped_by_us = True
         if self.process is not None and self.process.poll() is None:
             self.process.send_signal(signal.SIGKILL)
             self.process.wait(timeout=30)
@@ -187,6 +191,7 @@ class ChaosNode:
         """Stop cleanly (SIGINT), or kill after 20 s."""
         if self.process is None or self.process.poll() is not None:
             return
+        self.stopped_by_us = True
         if self.paused:
             self.resume()
         self.process.send_signal(signal.SIGINT)

@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
+import random
 import re
 import shutil
 import socket
@@ -146,18 +147,29 @@ def liveness_summary(live: LivenessRecord) -> str:
     return f"progress after {live.progress_s:.1f} s, caught up after {catch_up}"
 
 
+#: Node ports are taken below the kernel's ephemeral range (32768 and up on Linux), so
+#: that no socket bound to port 0 afterwards (the proxies', any client's) can take one
+#: between the moment it is chosen and the moment the node binds it.
+NODE_PORTS = (20_000, 32_000)
+
+
 def _free_ports(count: int) -> list[int]:
-    """``count`` distinct ports free right now (the kernel picks them)."""
-    sockets = []
-    try:
-        for _ in range(count):
-            s = socket.socket()
-            s.bind(("127.0.0.1", 0))
-            sockets.append(s)
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for s in sockets:
-            s.close()
+    """``count`` distinct ports, free right now, outside the ephemeral range."""
+    chooser = random.SystemRandom()
+    ports: list[int] = []
+    for _ in range(1000):
+        if len(ports) == count:
+            return ports
+        port = chooser.randrange(*NODE_PORTS)
+        if port in ports:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        ports.append(port)
+    raise LedgerError(f"no {count} free ports found in {NODE_PORTS[0]}..{NODE_PORTS[1]}")
 
 
 class _Run:
@@ -375,11 +387,22 @@ class _Run:
             # Resync refuses when it cannot carry over the record of the last signature
             # (the validator could sign twice): the node stays down, a crashed validator.
             self.down_for_good.add(node.index)
+            node.stopped_by_us = True
             self.log(f"{node.name} stays down: {exc}")
             return
         await self.restart(node)
 
     # -- timeline, liveness, collection --------------------------------------------
+
+    def check_exits(self) -> None:
+        """Fail the run if a node exited that no fault stopped (a crash is a finding, and
+        a node that never ran would make the checks meaningless)."""
+        for node in self.nodes:
+            if node.process is not None and not node.running and not node.stopped_by_us:
+                raise LedgerError(
+                    f"{node.name} exited on its own (status {node.process.returncode}): "
+                    f"{node.exit_message(1)}"
+                )
 
     async def timeline(self) -> float:
         """Apply and heal the faults on time; return when the last fault was healed."""
@@ -392,12 +415,14 @@ class _Run:
         healed_at = self.t_start
         for at, _, fault, start in events:
             await asyncio.sleep(max(0.0, self.t_start + at - time.monotonic()))
+            self.check_exits()
             if start:
                 await self.apply(fault)
             else:
                 await self.heal(fault)
                 healed_at = time.monotonic()
         await asyncio.sleep(max(0.0, self.t_start + self.m.duration_s - time.monotonic()))
+        self.check_exits()
         return healed_at
 
     def liveness_applicable(self) -> str:
@@ -587,6 +612,7 @@ class _Run:
             self.log(f"liveness: {liveness_summary(liveness)}")
             await self.settle()
             await self.observer.poll_once()
+            self.check_exits()
         finally:
             if load_stopper is not None:
                 load_stopper.cancel()
