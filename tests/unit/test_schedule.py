@@ -444,3 +444,27 @@ def test_the_guides_lapsing_permit_and_listing(chain: LocalChain) -> None:
     (lapsed,) = chain.advance(2, ms=day)
     assert lapsed.ok and lapsed.result == "lapsed"
     assert chain.query("permits", "get", {"id": "P-2"}) == {"status": "lapsed"}
+
+
+def test_a_block_spends_a_bounded_amount_of_fuel_on_scheduled_calls(chain: LocalChain) -> None:
+    from civicledger.contracts.schedule import MAX_SCHEDULED_FUEL, MAX_SCHEDULED_FUEL_PER_BLOCK
+
+    per_block = MAX_SCHEDULED_FUEL_PER_BLOCK // MAX_SCHEDULED_FUEL
+    total = per_block + 3
+    nonce = chain.node.mempool.get_pending_nonce(chain.user.address)
+    from civicledger.chain.transaction import make_transaction
+
+    for i in range(total):
+        tx = make_transaction(
+            chain.user,
+            chain_id="civic-test",
+            nonce=nonce + i,
+            contract="benefits",
+            method="later",
+            args={"method": "tick", "at_height": chain.height + 2, "fuel": MAX_SCHEDULED_FUEL},
+            fuel_limit=10_000_000,
+        )
+        chain.node.submit(tx.encoded)
+    assert chain.advance() == []
+    assert len(chain.advance()) == per_block
+    assert len(chain.advance()) == 3

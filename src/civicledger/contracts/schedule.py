@@ -27,6 +27,7 @@ __all__ = [
     "DUE_PREFIX",
     "MAX_SCHEDULED_ARGS_BYTES",
     "MAX_SCHEDULED_FUEL",
+    "MAX_SCHEDULED_FUEL_PER_BLOCK",
     "MAX_SCHEDULED_PER_BLOCK",
     "MAX_SCHEDULES_PER_CALL",
     "MAX_SCHEDULES_PER_SCHEDULED_CALL",
@@ -41,7 +42,10 @@ ID_PREFIX = b"$sys/schedule/id/"
 #: Scheduled calls one block runs at most; the rest run in the next blocks, in due order.
 MAX_SCHEDULED_PER_BLOCK = 64
 #: Largest fuel limit of one scheduled call.
-MAX_SCHEDULED_FUEL = 10_000_000
+MAX_SCHEDULED_FUEL = 1_000_000
+#: Fuel limits of the scheduled calls one block runs, summed, at most (nobody pays for a
+#: scheduled call, so the chain bounds the work they add to a block).
+MAX_SCHEDULED_FUEL_PER_BLOCK = 20_000_000
 #: Largest encoded arguments of one scheduled call.
 MAX_SCHEDULED_ARGS_BYTES = 4 * 1024
 #: Calls one transaction may schedule.

@@ -18,6 +18,7 @@ from civicledger.contracts.base import FUEL_BASE, QUERY_FUEL, Args, Context, Fue
 from civicledger.contracts.registry import ContractRegistry
 from civicledger.contracts.schedule import (
     DUE_PREFIX,
+    MAX_SCHEDULED_FUEL_PER_BLOCK,
     MAX_SCHEDULED_PER_BLOCK,
     ScheduledCall,
     id_key,
@@ -199,9 +200,12 @@ def run_due_calls(registry: ContractRegistry, block: BlockOverlay, env: BlockEnv
 
     Each is removed from the schedule first, so it runs once whatever its outcome; it runs
     like a transaction (own overlay, own fuel limit, rolled back on failure) and its
-    receipt's id is the schedule's id.
+    receipt's id is the schedule's id. The fuel limits of the calls a block runs add up
+    to at most ``MAX_SCHEDULED_FUEL_PER_BLOCK``: the first call that does not fit, and all
+    after it, wait for the next block.
     """
     receipts: list[Receipt] = []
+    fuel_budget = MAX_SCHEDULED_FUEL_PER_BLOCK
     for key, _ in _due_calls(block, env):
         # An earlier call of this block may have cancelled it: read it again.
         raw = block.get(key)
@@ -211,6 +215,11 @@ def run_due_calls(registry: ContractRegistry, block: BlockOverlay, env: BlockEnv
             entry = ScheduledCall.decode(raw)
         except ContractError:
             entry = None
+        if entry is not None:
+            # The block's fuel for scheduled calls is spent: this one and the rest wait.
+            if entry.fuel > fuel_budget:
+                break
+            fuel_budget -= entry.fuel
         block.writes[key] = None
         if entry is None:
             continue
