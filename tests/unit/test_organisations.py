@@ -184,3 +184,25 @@ def test_validator_approvals_do_not_count_as_organisations_once_one_is_registere
     assert first.ok and first.result == "pending", first
     assert net.call(alice, "counter", "add", {"n": 1}).error_code == "unknown_contract"
     assert net.call(alice, "contracts", "approve", {**approve, "org": "tax"}).result == "active"
+
+
+def test_each_organisation_grants_and_revokes_its_own(node, sign, validator_key, alice, bob):
+    run = Runner(node, sign)
+    for org, admin in (("land", alice), ("city", CAROL)):
+        assert run.call(
+            validator_key, "register", {"id": org, "name": org, "admins": [admin.address]}
+        ).ok
+    ask = {"role": "registrar", "address": bob.address}
+    # City grants first; land can still grant its own.
+    assert run.call(CAROL, "grant", {"org": "city", **ask}).ok
+    assert run.call(alice, "grant", {"org": "land", **ask}).ok
+    assert run.call(alice, "grant", {"org": "land", **ask}).error_code == "duplicate"
+    # Land cannot revoke what city granted; revoking its own leaves city's.
+    assert run.call(alice, "revoke", {"org": "city", **ask}).error_code == "permission_denied"
+    assert run.call(alice, "revoke", {"org": "land", **ask}).ok
+    assert run.call(alice, "revoke", {"org": "land", **ask}).error_code == "not_found"
+    assert node.query("organisations", "has_role", ask) is True
+    assert node.query("organisations", "has_role", {**ask, "org": "land"}) is False
+    assert node.query("organisations", "has_role", {**ask, "org": "city"}) is True
+    assert run.call(CAROL, "revoke", {"org": "city", **ask}).ok
+    assert node.query("organisations", "has_role", ask) is False

@@ -234,14 +234,11 @@ class ViewContext:
     def has_role(self, role: str, address: bytes, org: str | None = None) -> bool:
         """Whether ``address`` holds ``role`` (granted in the ``organisations`` contract);
         with ``org``, only if that organisation granted it."""
-        raw = self._reader.get(state_key("organisations", f"role/{role}/{address.hex()}"))
+        prefix = state_key("organisations", f"role/{role}/{address.hex()}/")
         self.fuel.charge(FUEL_READ)
-        if raw is None:
-            return False
-        if org is None:
-            return True
-        record = decode(raw)
-        return isinstance(record, dict) and record.get("org") == org
+        if org is not None:
+            return self._reader.get(prefix + org.encode()) is not None
+        return bool(self._reader.scan(prefix, b"", 1))
 
     def require(self, condition: object, message: str, code: str = "requirement_failed") -> None:
         """Fail the call with ``message`` unless ``condition`` holds."""

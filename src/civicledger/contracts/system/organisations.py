@@ -10,8 +10,9 @@ sequential log (``log/<n>``) keep who did what, when and why.
 
 State (under ``organisations/``): ``org/<id>`` → ``{"name", "admins", "created_by",
 "created_at", "approved_by"}``; ``pending/<id>`` → ``{"name", "admins", "approvals",
-"proposed_at"}`` while validators approve it; ``role/<role>/<address hex>`` →
-``{"org", "granted_by", "granted_at"}``; ``log_size`` → int; ``log/<n>`` → ``{"action",
+"proposed_at"}`` while validators approve it; ``role/<role>/<address hex>/<org>`` →
+``{"org", "granted_by", "granted_at"}`` (each organisation grants and revokes its own);
+``log_size`` → int; ``log/<n>`` → ``{"action",
 "org", "role", "address", "by", "height", "reason"}``.
 """
 
@@ -27,8 +28,10 @@ MAX_ADMINS = 16
 MAX_LOG_PAGE = 100
 
 
-def role_key(role: str, address: bytes) -> str:
-    return f"role/{role}/{address.hex()}"
+def role_key(role: str, address: bytes, org: str = "") -> str:
+    """``role/<role>/<address hex>/<org>``: one grant per organisation; without ``org``,
+    the prefix of every organisation's grant of that role to that address."""
+    return f"role/{role}/{address.hex()}/{org}"
 
 
 def _identifier(args: Args, name: str) -> str:
@@ -151,9 +154,12 @@ class Organisations(Contract):
         reason = args.text("reason", max_length=500, required=False)
         args.check_no_extra()
         self._require_admin(ctx, org_id)
-        key = role_key(role, address)
-        existing = ctx.get(key)
-        ctx.require(existing is None, f"{address.hex()} already holds {role!r}", code="duplicate")
+        key = role_key(role, address, org_id)
+        ctx.require(
+            not ctx.has(key),
+            f"{address.hex()} already holds {role!r} from {org_id!r}",
+            code="duplicate",
+        )
         ctx.set(key, {"org": org_id, "granted_by": ctx.sender, "granted_at": ctx.height})
         self._log(ctx, action="grant", org=org_id, role=role, address=address, reason=reason)
         ctx.emit("RoleGranted", org=org_id, role=role, address=address)
@@ -168,16 +174,11 @@ class Organisations(Contract):
         reason = args.text("reason", max_length=500, required=False)
         args.check_no_extra()
         self._require_admin(ctx, org_id)
-        key = role_key(role, address)
-        existing = ctx.get(key)
+        key = role_key(role, address, org_id)
         ctx.require(
-            isinstance(existing, dict), f"{address.hex()} does not hold {role!r}", code="not_found"
-        )
-        assert isinstance(existing, dict)
-        ctx.require(
-            existing["org"] == org_id,
-            f"{role!r} was granted by another organisation",
-            code="permission_denied",
+            ctx.has(key),
+            f"{address.hex()} does not hold {role!r} from {org_id!r}",
+            code="not_found",
         )
         ctx.delete(key)
         self._log(ctx, action="revoke", org=org_id, role=role, address=address, reason=reason)
