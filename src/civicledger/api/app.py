@@ -434,7 +434,7 @@ def create_app(
         responses={200: {"model": models.SubmittedBatch}, **error_responses(400, 413)},
         openapi_extra={"requestBody": SUBMIT_BATCH_BODY},
     )
-    async def submit_batch(request: Request) -> dict[str, Any]:
+    async def submit_batch(request: Request) -> JSONResponse:
         """Submit up to 1,000 signed transactions at once: JSON ``{"txs": [hex, ...]}``
         or, as ``application/octet-stream``, the canonical encoding of the list of their
         encodings. Each is admitted or refused as by ``POST /v1/transactions`` (their
@@ -461,7 +461,8 @@ def create_app(
             else:
                 accepted += 1
                 results.append({"status": "pending", "tx_id": outcome.hex()})
-        return {"accepted": accepted, "results": results}
+        # Plain JSON already: no second walk through FastAPI's encoder.
+        return JSONResponse({"accepted": accepted, "results": results})
 
     @app.get(
         "/v1/schedules/{schedule_id}",
