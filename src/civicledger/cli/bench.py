@@ -32,16 +32,16 @@ __all__ = ["bench"]
 @click.option("--transactions", default=10_000, show_default=True, type=click.IntRange(1))
 @click.option("--senders", default=100, show_default=True, type=click.IntRange(1, 10_000))
 @click.option("--rate", default=0.0, show_default=True, help="Target tx/s (0: flat out).")
-@click.option("--concurrency", default=32, show_default=True, type=click.IntRange(1, 1000))
+@click.option("--concurrency", default=8, show_default=True, type=click.IntRange(1, 1000))
 @click.option(
     "--batch",
-    default=1,
+    default=100,
     show_default=True,
     type=click.IntRange(1, 1000),
     help="Transactions per request: above 1, each connection sends those due at once "
     "with POST /v1/txs.",
 )
-@click.option("--block-interval-ms", default=500, show_default=True, type=click.IntRange(10))
+@click.option("--block-interval-ms", default=100, show_default=True, type=click.IntRange(10))
 @click.option("--json", "as_json", is_flag=True, help="Print the figures as JSON.")
 @click.option(
     "--plot",
