@@ -207,22 +207,18 @@ def run_due_calls(registry: ContractRegistry, block: BlockOverlay, env: BlockEnv
     receipts: list[Receipt] = []
     fuel_budget = MAX_SCHEDULED_FUEL_PER_BLOCK
     for key, _ in _due_calls(block, env):
-        # An earlier call of this block may have cancelled it: read it again.
-        raw = block.get(key)
+        raw = block.get(key)  # read again: an earlier call of this block may have cancelled it
         if raw is None:
             continue
         try:
             entry = ScheduledCall.decode(raw)
         except ContractError:
-            entry = None
-        if entry is not None:
-            # The block's fuel for scheduled calls is spent: this one and the rest wait.
-            if entry.fuel > fuel_budget:
-                break
-            fuel_budget -= entry.fuel
-        block.writes[key] = None
-        if entry is None:
+            block.writes[key] = None  # unreadable (only the chain writes these keys): dropped
             continue
+        if entry.fuel > fuel_budget:
+            break  # the block's fuel for scheduled calls is spent: this one and the rest wait
+        fuel_budget -= entry.fuel
+        block.writes[key] = None
         block.writes[id_key(entry.id)] = None
         receipts.append(
             _execute_call(
