@@ -24,7 +24,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
-import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -33,13 +32,13 @@ from typing import Any
 
 import httpx
 
-from civicledger.chain.genesis import ConsensusParams, load_genesis
+from civicledger.chain.genesis import load_genesis
 from civicledger.chain.transaction import make_transaction
 from civicledger.chaos.faults import ChaosNode
-from civicledger.chaos.workload import INITIAL_BALANCE, workload_accounts
-from civicledger.consensus.bft.engine import TimeoutConfig
+from civicledger.chaos.network import create_chaos_network
+from civicledger.chaos.workload import workload_accounts
 from civicledger.crypto.keys import KeyPair
-from civicledger.node.localnet import LOCALNET_CHAIN_ID, create_network
+from civicledger.node.localnet import LOCALNET_CHAIN_ID
 from civicledger.node.verify import verify_chain
 from civicledger.storage.sqlite import BlockStore
 
@@ -51,7 +50,6 @@ __all__ = [
     "run_crashloop",
 ]
 
-PASSPHRASE = "crashloop"
 READY_TIMEOUT_S = 60.0
 #: How long a restarted node may take to commit a new block.
 PROGRESS_TIMEOUT_S = 60.0
@@ -59,14 +57,6 @@ PROGRESS_TIMEOUT_S = 60.0
 API_SAMPLE = 20
 #: Concurrent load clients.
 LOAD_CLIENTS = 8
-TIMEOUTS = TimeoutConfig(
-    propose_ms=1_000,
-    prevote_ms=500,
-    precommit_ms=500,
-    propose_delta_ms=250,
-    prevote_delta_ms=250,
-    precommit_delta_ms=250,
-)
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,19 +176,6 @@ def check_acknowledged(store: BlockStore, acked: Acknowledged, upto: int) -> tup
     return lost, problems
 
 
-def _free_ports(count: int) -> list[int]:
-    sockets = []
-    try:
-        for _ in range(count):
-            s = socket.socket()
-            s.bind(("127.0.0.1", 0))
-            sockets.append(s)
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for s in sockets:
-            s.close()
-
-
 class _Load:
     """Transfers among a few accounts, submitted by several clients at once, each waiting
     for its answers. After a restart (``generation`` moves on) each client asks for its
@@ -300,19 +277,8 @@ class _CrashLoop:
 
     def setup(self) -> None:
         count = self.config.validators
-        api_ports = _free_ports(count)
-        p2p_ports = _free_ports(count)
-        configs = create_network(
-            self.home,
-            validators=count,
-            api_ports=api_ports,
-            p2p_ports=p2p_ports,
-            passphrase=PASSPHRASE,
-            balances=tuple((k.address, INITIAL_BALANCE) for k in self.accounts),
-            params=ConsensusParams(
-                block_interval_ms=self.config.block_interval_ms, empty_block_interval_ms=2_000
-            ),
-            timeouts=TIMEOUTS,
+        configs, api_ports, p2p_ports = create_chaos_network(
+            self.home, count, self.accounts, block_interval_ms=self.config.block_interval_ms
         )
         for i, (path, api, p2p) in enumerate(zip(configs, api_ports, p2p_ports, strict=True)):
             self.nodes.append(ChaosNode(i, path, api, p2p))

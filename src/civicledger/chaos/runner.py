@@ -23,10 +23,8 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
-import random
 import re
 import shutil
-import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -35,7 +33,7 @@ from pathlib import Path
 import httpx
 
 from civicledger.chain.block import decode_commit, decode_header
-from civicledger.chain.genesis import ConsensusParams, load_genesis
+from civicledger.chain.genesis import load_genesis
 from civicledger.chaos.checkers import (
     CATCH_UP_BOUND_S,
     PROGRESS_BOUND_S,
@@ -48,30 +46,20 @@ from civicledger.chaos.checkers import (
 )
 from civicledger.chaos.faults import ChaosNode, damage_database, find_libfaketime
 from civicledger.chaos.manifest import CHECKERS, NETWORK_FAULTS, Fault, Manifest
+from civicledger.chaos.network import create_chaos_network
 from civicledger.chaos.proxy import LinkStats, ProxyNetwork
 from civicledger.chaos.workload import INITIAL_BALANCE, BankLoad, Observer, workload_accounts
-from civicledger.consensus.bft.engine import TimeoutConfig
 from civicledger.contracts.base import state_key
 from civicledger.crypto.keystore import Keystore
 from civicledger.encoding import decode
 from civicledger.errors import LedgerError
 from civicledger.node.config import load_config, render_config
-from civicledger.node.localnet import LOCALNET_CHAIN_ID, create_network
+from civicledger.node.localnet import LOCALNET_CHAIN_ID
 from civicledger.node.verify import verify_chain
 from civicledger.storage.sqlite import BlockStore
 
 __all__ = ["ScenarioResult", "run_scenario"]
 
-PASSPHRASE = "chaos-passphrase"
-#: Short round timeouts, as in the end-to-end tests: recovery within a few seconds.
-TIMEOUTS = TimeoutConfig(
-    propose_ms=1_000,
-    prevote_ms=500,
-    precommit_ms=500,
-    propose_delta_ms=250,
-    prevote_delta_ms=250,
-    precommit_delta_ms=250,
-)
 READY_TIMEOUT_S = 60.0
 #: How long a restarted node with damaged data has to answer before it counts as refusing.
 RECOVERY_TIMEOUT_S = 30.0
@@ -147,31 +135,6 @@ def liveness_summary(live: LivenessRecord) -> str:
     return f"progress after {live.progress_s:.1f} s, caught up after {catch_up}"
 
 
-#: Node ports are taken below the kernel's ephemeral range (32768 and up on Linux), so
-#: that no socket bound to port 0 afterwards (the proxies', any client's) can take one
-#: between the moment it is chosen and the moment the node binds it.
-NODE_PORTS = (20_000, 32_000)
-
-
-def _free_ports(count: int) -> list[int]:
-    """``count`` distinct ports, free right now, outside the ephemeral range."""
-    chooser = random.SystemRandom()
-    ports: list[int] = []
-    for _ in range(1000):
-        if len(ports) == count:
-            return ports
-        port = chooser.randrange(*NODE_PORTS)
-        if port in ports:
-            continue
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-        ports.append(port)
-    raise LedgerError(f"no {count} free ports found in {NODE_PORTS[0]}..{NODE_PORTS[1]}")
-
-
 class _Run:
     """The state of one scenario run (network, processes, proxies, load)."""
 
@@ -208,19 +171,8 @@ class _Run:
     async def setup(self) -> None:
         m = self.m
         count = len(m.nodes)
-        api_ports = _free_ports(count)
-        p2p_ports = _free_ports(count)
-        configs = create_network(
-            self.workdir,
-            validators=count,
-            api_ports=api_ports,
-            p2p_ports=p2p_ports,
-            passphrase=PASSPHRASE,
-            balances=tuple((k.address, INITIAL_BALANCE) for k in self.accounts),
-            params=ConsensusParams(
-                block_interval_ms=m.block_interval_ms, empty_block_interval_ms=2_000
-            ),
-            timeouts=TIMEOUTS,
+        configs, api_ports, p2p_ports = create_chaos_network(
+            self.workdir, count, self.accounts, block_interval_ms=m.block_interval_ms
         )
         homes = [c.parent for c in configs]
         for i in range(m.validators):
