@@ -576,3 +576,23 @@ def test_a_synced_block_is_checked_once_and_refused_if_forged(
         assert other.head.height == 0
     finally:
         other.close()
+
+
+def test_a_damaged_page_is_refused_with_a_message_not_a_traceback(
+    tmp_path: Path, genesis: Genesis, validator_key: KeyPair, sign: Any, alice: KeyPair
+) -> None:
+    node = Node(tmp_path / "n", genesis, validator_key)
+    for nonce in range(20):
+        args = {"to": alice.address, "amount": 1}
+        node.submit(sign(alice, nonce, "accounts", "mint", args).encoded)
+        node.produce_block(node.head.time_ms + 1_000)
+    node.store._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    node.close()
+    db = tmp_path / "n" / "chain.db"
+    data = bytearray(db.read_bytes())
+    page = 4096
+    for start in range(2 * page, len(data) - page, page):
+        data[start + 100 : start + 400] = bytes(range(256)) + bytes(44)
+    db.write_bytes(bytes(data))
+    with pytest.raises(CorruptionError, match="chain.db"):
+        Node(tmp_path / "n", genesis, validator_key)

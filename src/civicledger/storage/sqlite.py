@@ -18,11 +18,13 @@ Tables::
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from civicledger.errors import CorruptionError
 
@@ -83,6 +85,75 @@ class StoredTx:
     receipt: bytes
 
 
+#: SQLite's own words for a damaged file (as opposed to a full disk or a busy lock).
+_DAMAGED = frozenset({"SQLITE_CORRUPT", "SQLITE_NOTADB"})
+
+
+def _is_damage(exc: sqlite3.DatabaseError) -> bool:
+    return type(exc) is sqlite3.DatabaseError or exc.sqlite_errorname in _DAMAGED
+
+
+class _Cursor:
+    """A cursor whose reads report a damaged file as ``CorruptionError``."""
+
+    __slots__ = ("_cursor", "_path")
+
+    def __init__(self, cursor: sqlite3.Cursor, path: Path) -> None:
+        self._cursor = cursor
+        self._path = path
+
+    def fetchone(self) -> Any:
+        with _reported(self._path):
+            return self._cursor.fetchone()
+
+    def fetchall(self) -> list[Any]:
+        with _reported(self._path):
+            return self._cursor.fetchall()
+
+    def __iter__(self) -> Iterator[Any]:
+        with _reported(self._path):
+            yield from self._cursor
+
+
+class _Connection:
+    """The SQLite connection; a damaged file is reported as ``CorruptionError`` naming it,
+    whichever query meets the damage (at start-up, in ``civic verify``, or serving a read)."""
+
+    __slots__ = ("_db", "_path")
+
+    def __init__(self, db: sqlite3.Connection, path: Path) -> None:
+        self._db = db
+        self._path = path
+
+    def execute(self, sql: str, params: Any = ()) -> _Cursor:
+        with _reported(self._path):
+            return _Cursor(self._db.execute(sql, params), self._path)
+
+    def executemany(self, sql: str, rows: Any) -> None:
+        with _reported(self._path):
+            self._db.executemany(sql, rows)
+
+    def executescript(self, script: str) -> None:
+        with _reported(self._path):
+            self._db.executescript(script)
+
+    def close(self) -> None:
+        self._db.close()
+
+
+@contextlib.contextmanager
+def _reported(path: Path) -> Iterator[None]:
+    try:
+        yield
+    except sqlite3.DatabaseError as exc:
+        if not _is_damage(exc):
+            raise
+        raise CorruptionError(
+            f"{path} is damaged ({exc}); run 'civic verify' for details and "
+            "'civic node resync' to set it aside and re-sync from peers"
+        ) from None
+
+
 class BlockStore:
     """The node's durable copy of the chain and of the current state."""
 
@@ -90,16 +161,18 @@ class BlockStore:
         self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
         try:
-            self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
-            self._db.execute("PRAGMA journal_mode=WAL")
+            db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
+            db.execute("PRAGMA journal_mode=WAL")
             # FULL: fsync the WAL on every commit, so a saved block survives power loss.
-            self._db.execute("PRAGMA synchronous=FULL")
-            self._db.executescript(_SCHEMA)
-            version = self.get_meta("schema_version")
+            db.execute("PRAGMA synchronous=FULL")
+            db.executescript(_SCHEMA)
+            row = db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
         except sqlite3.DatabaseError as exc:
             raise CorruptionError(
                 f"{path} is not a readable Civic Ledger database: {exc}"
             ) from None
+        self._db = _Connection(db, path)
+        version = None if row is None else bytes(row[0])
         if version is None:
             self.set_meta("schema_version", str(SCHEMA_VERSION).encode())
         elif version != str(SCHEMA_VERSION).encode():
