@@ -594,5 +594,5 @@ def test_a_damaged_page_is_refused_with_a_message_not_a_traceback(
     for start in range(2 * page, len(data) - page, page):
         data[start + 100 : start + 400] = bytes(range(256)) + bytes(44)
     db.write_bytes(bytes(data))
-    with pytest.raises(CorruptionError, match="chain.db"):
+    with pytest.raises(CorruptionError, match=r"chain\.db"):
         Node(tmp_path / "n", genesis, validator_key)
