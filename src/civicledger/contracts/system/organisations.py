@@ -145,9 +145,8 @@ class Organisations(Contract):
         ctx.emit("AdminsChanged", id=org_id, count=len(admins))
         return len(admins)
 
-    @call
-    def grant(self, ctx: Context, args: Args) -> Value:
-        """Give ``address`` a role on behalf of the organisation (its admins only)."""
+    def _change_role(self, ctx: Context, args: Args, action: str) -> None:
+        """Grant or revoke a role on behalf of an organisation (its admins only); logged."""
         org_id = _identifier(args, "org")
         role = _identifier(args, "role")
         address = args.address("address")
@@ -155,34 +154,29 @@ class Organisations(Contract):
         args.check_no_extra()
         self._require_admin(ctx, org_id)
         key = role_key(role, address, org_id)
-        ctx.require(
-            not ctx.has(key),
-            f"{address.hex()} already holds {role!r} from {org_id!r}",
-            code="duplicate",
-        )
-        ctx.set(key, {"org": org_id, "granted_by": ctx.sender, "granted_at": ctx.height})
-        self._log(ctx, action="grant", org=org_id, role=role, address=address, reason=reason)
-        ctx.emit("RoleGranted", org=org_id, role=role, address=address)
+        held = ctx.has(key)
+        if action == "grant":
+            where = f"{address.hex()} already holds {role!r} from {org_id!r}"
+            ctx.require(not held, where, code="duplicate")
+            ctx.set(key, {"org": org_id, "granted_by": ctx.sender, "granted_at": ctx.height})
+        else:
+            where = f"{address.hex()} does not hold {role!r} from {org_id!r}"
+            ctx.require(held, where, code="not_found")
+            ctx.delete(key)
+        self._log(ctx, action=action, org=org_id, role=role, address=address, reason=reason)
+        event = "RoleGranted" if action == "grant" else "RoleRevoked"
+        ctx.emit(event, org=org_id, role=role, address=address)
+
+    @call
+    def grant(self, ctx: Context, args: Args) -> Value:
+        """Give ``address`` a role on behalf of the organisation (its admins only)."""
+        self._change_role(ctx, args, "grant")
         return None
 
     @call
     def revoke(self, ctx: Context, args: Args) -> Value:
-        """Take a role away (admins of the organisation that granted it)."""
-        org_id = _identifier(args, "org")
-        role = _identifier(args, "role")
-        address = args.address("address")
-        reason = args.text("reason", max_length=500, required=False)
-        args.check_no_extra()
-        self._require_admin(ctx, org_id)
-        key = role_key(role, address, org_id)
-        ctx.require(
-            ctx.has(key),
-            f"{address.hex()} does not hold {role!r} from {org_id!r}",
-            code="not_found",
-        )
-        ctx.delete(key)
-        self._log(ctx, action="revoke", org=org_id, role=role, address=address, reason=reason)
-        ctx.emit("RoleRevoked", org=org_id, role=role, address=address)
+        """Take a role the organisation granted away (its admins only)."""
+        self._change_role(ctx, args, "revoke")
         return None
 
     @view
