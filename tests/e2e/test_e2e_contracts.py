@@ -107,6 +107,10 @@ def test_deploy_approve_and_call_on_four_validators(tmp_path):
 
         done = wait_until(ran, timeout=30, what="the scheduled call to run on node3")
         assert done["receipt"]["status"] == "ok"
+        shown = civic("contract", "scheduled", schedule_id, env=env, check=True)
+        assert json.loads(shown.stdout)["status"] == "ran"
+        missing = civic("contract", "scheduled", "00" * 32, env=env)
+        assert missing.returncode == 1 and "no scheduled call" in missing.stderr
         assert done["height"] > height
         rung = httpx.post(
             f"{net.nodes[1].url}/v1/query",

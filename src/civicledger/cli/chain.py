@@ -531,6 +531,16 @@ def contract_show(name: str, node_url: str) -> None:
         echo_json(client.query("contracts", "get", {"name": name}))
 
 
+@contract.command("scheduled")
+@click.argument("schedule_id")
+@node_option
+def contract_scheduled(schedule_id: str, node_url: str) -> None:
+    """A call a contract scheduled (its id is what ctx.schedule returned): waiting, with
+    what runs when, or ran, with its block and receipt."""
+    with client_of(node_url) as client:
+        echo_json(client.scheduled(schedule_id))
+
+
 CONTRACT_TEMPLATE = '''"""{title}: a Civic Ledger contract.
 
 Methods marked @call run in signed transactions; @view methods answer queries.

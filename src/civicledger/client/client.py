@@ -151,6 +151,11 @@ class Client:
         result: dict[str, Any] = self._request("GET", f"/v1/state/{contract}/{key}")
         return result
 
+    def scheduled(self, schedule_id: str) -> dict[str, Any]:
+        """A scheduled call: waiting (with what runs when) or ran (with its receipt)."""
+        result: dict[str, Any] = self._request("GET", f"/v1/schedules/{schedule_id}")
+        return result
+
     # -- writes ------------------------------------------------------------------
 
     def submit(self, tx: Transaction) -> str:
