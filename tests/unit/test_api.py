@@ -778,3 +778,23 @@ def test_an_events_client_that_hangs_up_frees_its_slot(client: TestClient) -> No
     while subscribers and time.monotonic() < deadline:
         time.sleep(0.01)
     assert not subscribers
+
+
+def test_block_ids_are_served_checked_without_decoding(
+    client: TestClient, node: Node, mint: Callable[..., Transaction]
+) -> None:
+    for nonce in range(3):
+        submit(client, mint(nonce))
+    produce(node)
+    height = node.head.height
+    ids = client.get(f"/v1/blocks/{height}", params={"tx_ids": "true"}).json()["tx_ids"]
+    full = client.get(f"/v1/blocks/{height}", params={"txs": "true"}).json()["transactions"]
+    assert len(ids) == 3 and ids == [tx["tx_id"] for tx in full]
+    # A stored transaction altered on disk: the ids are refused, as the full block is.
+    row = node.store.get_block_txs(height)[1]
+    node.store._db.execute(
+        "UPDATE txs SET raw = ? WHERE tx_id = ?",
+        (row.raw[:-1] + bytes([row.raw[-1] ^ 1]), row.tx_id),
+    )
+    assert_error(client.get(f"/v1/blocks/{height}", params={"tx_ids": "true"}), 500, "corrupted")
+    assert_error(client.get(f"/v1/blocks/{height}", params={"txs": "true"}), 500, "corrupted")

@@ -532,10 +532,14 @@ def create_app(
         return node.get_receipt_proof(_tx_id(tx_id)).to_json()
 
     def _block_json(height: int, with_txs: bool, with_ids: bool = False) -> dict[str, Any]:
-        block, commit = node.get_block(height)
+        if with_txs:
+            block, commit = node.get_block(height)
+            header, tx_ids = block.header, [tx.tx_id for tx in block.transactions]
+        else:  # no transaction is decoded
+            header, commit, tx_ids = node.get_block_ids(height)
         out: dict[str, Any] = {
-            "header": block.header.to_json(),
-            "tx_count": len(block.transactions),
+            "header": header.to_json(),
+            "tx_count": len(tx_ids),
             "commit": None
             if commit is None
             else {
@@ -547,7 +551,7 @@ def create_app(
             },
         }
         if with_ids:
-            out["tx_ids"] = [tx.tx_id.hex() for tx in block.transactions]
+            out["tx_ids"] = [tx_id.hex() for tx_id in tx_ids]
         if with_txs:
             receipts = node.get_receipts(height)
             out["transactions"] = [

@@ -29,7 +29,7 @@ from civicledger.chain.block import (
     decode_header,
 )
 from civicledger.chain.genesis import Genesis
-from civicledger.chain.merkle import compute_inclusion_proof
+from civicledger.chain.merkle import compute_inclusion_proof, compute_root
 from civicledger.chain.proof import ReceiptProof
 from civicledger.chain.receipt import Receipt, decode_receipt
 from civicledger.chain.transaction import Transaction, decode_transaction, make_transaction
@@ -681,6 +681,24 @@ class Node:
             raise CorruptionError(f"block {height} is damaged; refusing to serve it")
         commit = decode_commit(stored.commit) if stored.commit else None
         return Block(header, txs), commit
+
+    def get_block_ids(self, height: int) -> tuple[Header, Commit | None, list[Hash32]]:
+        """A block's header, commit and transaction ids, checked like ``get_block`` (each
+        encoding hashes to its id, together they give the header's tx root) but without
+        decoding the transactions: what a client watching blocks asks for most."""
+        header = self.get_header(height)
+        stored = self.store.get_block(height)
+        assert stored is not None
+        rows = self.store.get_block_txs(height)
+        for row in rows:
+            if sha256(row.raw) != row.tx_id:
+                raise CorruptionError(
+                    f"transaction {row.tx_id.hex()} is damaged; refusing to serve it"
+                )
+        if compute_root([row.raw for row in rows]) != header.tx_root:
+            raise CorruptionError(f"block {height} is damaged; refusing to serve it")
+        commit = decode_commit(stored.commit) if stored.commit else None
+        return header, commit, [Hash32(row.tx_id) for row in rows]
 
     def _checked_tx(self, raw: bytes, tx_id: bytes) -> Transaction:
         if sha256(raw) != tx_id:
