@@ -6,7 +6,7 @@ shown as 40 lowercase hex digits.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import nacl.exceptions
 import nacl.signing
@@ -48,6 +48,18 @@ class KeyPair:
     """An Ed25519 key pair held in memory."""
 
     seed: bytes
+    # Derived once (a scalar multiplication each): a validator's key is asked for its
+    # public key and address many times per block.
+    _signing_key: nacl.signing.SigningKey = field(init=False, repr=False, compare=False)
+    _public_key: PublicKey = field(init=False, repr=False, compare=False)
+    _address: Address = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        key = nacl.signing.SigningKey(self.seed)
+        public = parse_public_key(bytes(key.verify_key))
+        object.__setattr__(self, "_signing_key", key)
+        object.__setattr__(self, "_public_key", public)
+        object.__setattr__(self, "_address", compute_address(public))
 
     @classmethod
     def generate(cls) -> KeyPair:
@@ -60,16 +72,12 @@ class KeyPair:
         return cls(bytes(seed))
 
     @property
-    def _signing_key(self) -> nacl.signing.SigningKey:
-        return nacl.signing.SigningKey(self.seed)
-
-    @property
     def public_key(self) -> PublicKey:
-        return parse_public_key(bytes(self._signing_key.verify_key))
+        return self._public_key
 
     @property
     def address(self) -> Address:
-        return compute_address(self.public_key)
+        return self._address
 
     def sign(self, message: bytes) -> Signature:
         return Signature(self._signing_key.sign(message).signature)
