@@ -299,23 +299,7 @@ def _decode_general(r: _Reader, depth: int) -> Value:
         count = r.uvarint()
         if count > (r.end - r.pos) // 2:
             raise DecodeError(f"map at offset {offset} claims {count} entries, input too short")
-        result: dict[str, Value] = {}
-        previous: bytes | None = None
-        for _ in range(count):
-            key_offset = r.pos
-            if r.byte() != TAG_STRING:
-                raise DecodeError(f"map key at offset {key_offset} is not a string")
-            raw_key = r.take(r.uvarint())
-            # Canonical: keys strictly ascending by their UTF-8 bytes, hence unique.
-            if previous is not None and raw_key <= previous:
-                raise DecodeError(f"map keys out of order or repeated at offset {key_offset}")
-            previous = raw_key
-            try:
-                key = raw_key.decode("utf-8")
-            except UnicodeDecodeError:
-                raise DecodeError(f"map key at offset {key_offset} is not UTF-8") from None
-            result[key] = _decode_value(r, depth + 1)
-        return result
+        return _decode_map(r, count, depth)
     raise DecodeError(f"unknown tag 0x{tag:02x} at offset {offset}")
 
 
