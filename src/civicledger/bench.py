@@ -15,12 +15,10 @@ read back after the run: a load whose transactions fail would measure nothing us
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
 import json
 import os
 import secrets
-import socket
 import subprocess
 import tempfile
 import threading
@@ -39,6 +37,7 @@ from civicledger.chain.transaction import Transaction
 from civicledger.crypto.keys import KeyPair
 from civicledger.encoding import encode
 from civicledger.node.localnet import create_network, start_node_process
+from civicledger.node.ports import free_ports
 from civicledger.types import Address, Hash32
 
 __all__ = [
@@ -163,17 +162,6 @@ def measure_ed25519_parallel_rate(threads: int, seconds: float = 1.0) -> float:
 BATCH_WINDOW_S = 0.05
 #: The load generator stops waiting after this long without a new block once all is sent.
 STALL_S = 30.0
-
-
-def _free_ports(count: int) -> list[int]:
-    """``count`` distinct free ports: every socket stays bound until all are chosen."""
-    with contextlib.ExitStack() as stack:
-        ports = []
-        for _ in range(count):
-            s = stack.enter_context(socket.socket())
-            s.bind(("127.0.0.1", 0))
-            ports.append(int(s.getsockname()[1]))
-        return ports
 
 
 def _percentile(sorted_values: list[float], q: float) -> float:
@@ -446,7 +434,7 @@ def run_bench(
     passphrase = secrets.token_urlsafe(12)
     with tempfile.TemporaryDirectory(prefix="civic-bench-") as tmp:
         home = keep or Path(tmp)
-        ports = _free_ports(2 * validators)
+        ports = free_ports(2 * validators)
         api_ports, p2p_ports = ports[:validators], ports[validators:]
         configs = create_network(
             home,
@@ -626,7 +614,7 @@ def measure_failover(
 
     timeouts = TimeoutConfig()
     with tempfile.TemporaryDirectory(prefix="civic-failover-") as tmp:
-        ports = _free_ports(2 * validators)
+        ports = free_ports(2 * validators)
         api_ports, p2p_ports = ports[:validators], ports[validators:]
         configs = create_network(
             Path(tmp),

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -24,34 +23,14 @@ from civicledger.chain.genesis import ConsensusParams
 from civicledger.consensus.bft.engine import TimeoutConfig
 from civicledger.crypto.keys import KeyPair
 from civicledger.node.localnet import create_network
+from civicledger.node.ports import free_ports
 
 PASSPHRASE = "e2e-passphrase"
 
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-def free_port_block(count: int) -> int:
-    """A port ``p`` such that ``p .. p + count - 1`` are all free now."""
-    for _ in range(200):
-        base = free_port()
-        sockets = []
-        try:
-            for port in range(base, base + count):
-                s = socket.socket()
-                sockets.append(s)
-                s.bind(("127.0.0.1", port))
-        except OSError:
-            continue
-        finally:
-            for s in sockets:
-                s.close()
-        return base
-    raise AssertionError(f"no block of {count} free ports found")
+    """A port free now, below the kernel's ephemeral range (see ``node.ports``)."""
+    return free_ports(1)[0]
 
 
 def wait_until(

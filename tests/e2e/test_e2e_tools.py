@@ -13,7 +13,8 @@ import pytest
 from PIL import Image
 
 from civicledger.bench import run_bench
-from tests.e2e.harness import civic, free_port_block, wait_until
+from civicledger.node.ports import free_port_block
+from tests.e2e.harness import civic, wait_until
 
 pytestmark = pytest.mark.slow
 

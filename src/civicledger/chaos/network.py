@@ -5,18 +5,16 @@ port between the choice and the node's start)."""
 
 from __future__ import annotations
 
-import random
-import socket
 from pathlib import Path
 
 from civicledger.chain.genesis import ConsensusParams
 from civicledger.chaos.workload import INITIAL_BALANCE
 from civicledger.consensus.bft.engine import TimeoutConfig
 from civicledger.crypto.keys import KeyPair
-from civicledger.errors import LedgerError
 from civicledger.node.localnet import create_network
+from civicledger.node.ports import free_ports
 
-__all__ = ["NODE_PORTS", "PASSPHRASE", "TIMEOUTS", "create_chaos_network", "free_node_ports"]
+__all__ = ["PASSPHRASE", "TIMEOUTS", "create_chaos_network"]
 
 #: The development passphrase of the nodes' keystores (local test networks only).
 PASSPHRASE = "chaos-passphrase"
@@ -29,27 +27,6 @@ TIMEOUTS = TimeoutConfig(
     prevote_delta_ms=250,
     precommit_delta_ms=250,
 )
-#: Node ports come from here, below Linux's ephemeral range (32768..60999).
-NODE_PORTS = (20_000, 32_000)
-
-
-def free_node_ports(count: int) -> list[int]:
-    """``count`` distinct ports, free right now, from ``NODE_PORTS``."""
-    chooser = random.SystemRandom()
-    ports: list[int] = []
-    for _ in range(1000 + 10 * count):
-        if len(ports) == count:
-            return ports
-        port = chooser.randrange(*NODE_PORTS)
-        if port in ports:
-            continue
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-        ports.append(port)
-    raise LedgerError(f"no {count} free ports found in {NODE_PORTS[0]}..{NODE_PORTS[1]}")
 
 
 def create_chaos_network(
@@ -57,7 +34,7 @@ def create_chaos_network(
 ) -> tuple[list[Path], list[int], list[int]]:
     """Write ``count`` validator nodes under ``home`` with ``accounts`` funded; return
     their config paths, API ports and p2p ports."""
-    ports = free_node_ports(2 * count)
+    ports = free_ports(2 * count)
     api_ports, p2p_ports = ports[:count], ports[count:]
     configs = create_network(
         home,
