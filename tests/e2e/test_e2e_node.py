@@ -7,6 +7,7 @@ import random
 import signal
 import sqlite3
 import threading
+from pathlib import Path
 
 import httpx
 import pytest
@@ -225,3 +226,65 @@ def test_cli_tour_with_offline_receipt(tmp_path):
     saved.write_text(json.dumps(proof))
     bad = civic("receipt", "verify", str(saved), "--genesis", genesis)
     assert bad.returncode == 1 and "INVALID" in bad.stderr
+
+
+def _children(pid: int) -> set[int]:
+    path = Path(f"/proc/{pid}/task/{pid}/children")
+    return {int(p) for p in path.read_text().split()} if path.exists() else set()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, IndexError):
+        return False
+    return state != "Z"
+
+
+def _submit_batch(net: LocalNetwork, key: KeyPair, first_nonce: int, count: int) -> None:
+    raws = [
+        make_transaction(
+            key,
+            chain_id=LOCALNET_CHAIN_ID,
+            nonce=first_nonce + n,
+            contract="accounts",
+            method="transfer",
+            args={"to": key.address, "amount": 1},
+        ).encoded.hex()
+        for n in range(count)
+    ]
+    response = httpx.post(f"{net.url}/v1/txs", json={"txs": raws}, timeout=30)
+    assert response.status_code == 200, response.text
+    assert response.json()["accepted"] == count
+
+
+def test_a_stopped_or_killed_node_leaves_no_verifier_process_behind(tmp_path):
+    key = KeyPair.from_seed(b"v" * 32)
+    net = LocalNetwork(tmp_path, funded=[key])
+    net.start()
+    try:
+        # A batch large enough to go to the verifier processes.
+        _submit_batch(net, key, 0, 64)
+        assert net.nodes[0].process is not None
+        workers = _children(net.nodes[0].process.pid)
+        assert workers, "the batch was not checked by verifier processes"
+        net.kill(signal.SIGTERM)
+        # A graceful stop: the node closes its store and its verifier processes.
+        assert net.nodes[0].process.returncode == 0, net.nodes[0].log()
+        assert not any(_alive(pid) for pid in workers)
+
+        net.start()
+        wait_until(lambda: net.height() >= 1, timeout=30, what="the first block")
+        nonce = int(httpx.get(f"{net.url}/v1/accounts/{key.address.hex()}").json()["nonce"])
+        _submit_batch(net, key, nonce, 64)
+        workers = _children(net.nodes[0].process.pid)
+        assert workers
+        net.kill(signal.SIGKILL)
+        # Nobody is left to stop them: they notice their parent is gone and end.
+        wait_until(
+            lambda: not any(_alive(pid) for pid in workers),
+            timeout=10,
+            what="the verifier processes of a killed node to end",
+        )
+    finally:
+        net.stop()

@@ -1,4 +1,4 @@
-"""Node configuration: the ``[byzantine]`` section is written, read back and validated."""
+"""Node configuration: sections and settings are written, read back and validated."""
 
 from __future__ import annotations
 
@@ -53,3 +53,15 @@ def test_config_byzantine_section_needs_a_mode(tmp_path: Path) -> None:
 def test_config_unknown_mode_refused_when_built_in_code() -> None:
     with pytest.raises(DecodeError, match="unknown"):
         NodeConfig(home=Path("."), byzantine="lie")
+
+
+def test_config_verify_workers_round_trips_and_is_bounded(tmp_path: Path) -> None:
+    assert load_config(_write(tmp_path, NodeConfig(home=tmp_path))).verify_workers == 0
+    path = _write(tmp_path, NodeConfig(home=tmp_path, verify_workers=3))
+    assert "verify_workers = 3" in path.read_text()
+    assert load_config(path).verify_workers == 3
+    for bad in ("-1", "17", '"2"', "1.5"):
+        path.write_text(path.read_text().replace("verify_workers = 3", f"verify_workers = {bad}"))
+        with pytest.raises(DecodeError, match="verify_workers must be a whole number"):
+            load_config(path)
+        path.write_text(path.read_text().replace(f"verify_workers = {bad}", "verify_workers = 3"))

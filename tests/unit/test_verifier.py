@@ -1,9 +1,15 @@
-"""Checking many signatures at once on several threads (``civicledger.node.verifier``)."""
+"""Checking many signatures at once in verifier processes or threads
+(``civicledger.node.verifier``)."""
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
+import os
+import signal
+from concurrent.futures import ProcessPoolExecutor
+
+import pytest
 
 from civicledger.chain.transaction import Transaction, make_transaction
 from civicledger.crypto.keys import KeyPair
@@ -30,8 +36,9 @@ def _batch(count: int) -> list[Transaction]:
     return txs
 
 
-def test_parallel_verification_gives_each_transaction_its_own_answer() -> None:
-    verifier = SignatureVerifier(threads=3)
+@pytest.mark.parametrize("processes", [True, False])
+def test_parallel_verification_gives_each_transaction_its_own_answer(processes: bool) -> None:
+    verifier = SignatureVerifier(3, processes=processes)
     try:
         for count in (0, 2, MIN_PARALLEL_BATCH - 1, MIN_PARALLEL_BATCH, 100):
             txs = _batch(count)
@@ -40,15 +47,32 @@ def test_parallel_verification_gives_each_transaction_its_own_answer() -> None:
         verifier.close()
 
 
-def test_one_thread_verifies_on_the_calling_thread() -> None:
-    verifier = SignatureVerifier(threads=1)
-    txs = _batch(40)
+def test_small_batches_are_checked_on_the_calling_thread() -> None:
+    verifier = SignatureVerifier(1)
+    verifier.close()  # a closed pool would refuse work: the calling thread does it
+    txs = _batch(MIN_PARALLEL_BATCH - 1)
     assert verifier(txs) == [tx.is_signature_valid() for tx in txs]
-    verifier.close()
+
+
+def test_a_broken_pool_is_started_again_and_the_batch_still_checked() -> None:
+    verifier = SignatureVerifier(2)
+    try:
+        txs = _batch(40)
+        assert verifier(txs) == [i % 3 != 0 for i in range(40)]
+        pool = verifier._pool
+        assert isinstance(pool, ProcessPoolExecutor)
+        for process in list(pool._processes.values()):  # a verifier process dies
+            os.kill(process.pid, signal.SIGKILL)
+            process.join()
+        assert verifier(txs) == [i % 3 != 0 for i in range(40)]
+        assert asyncio.run(verifier.verify_async(txs)) == [i % 3 != 0 for i in range(40)]
+        assert verifier._pool is not pool
+    finally:
+        verifier.close()
 
 
 def test_verify_async_leaves_the_work_to_the_pool() -> None:
-    verifier = SignatureVerifier(threads=2)
+    verifier = SignatureVerifier(2)
     try:
         txs = _batch(50)
         assert asyncio.run(verifier.verify_async(txs)) == [i % 3 != 0 for i in range(50)]

@@ -10,6 +10,7 @@ Example (written by ``civic init``)::
     validator_key = "validator"        # key name in the keystore; omit for a non-validator
     passphrase_file = "passphrase"     # or set CIVIC_PASSPHRASE; omit both to be prompted
     state_history = 1000               # recent heights whose state stays provable
+    verify_workers = 0                 # signature-checking processes; 0: one per core
 
     [api]
     host = "127.0.0.1"
@@ -51,6 +52,7 @@ from typing import Any
 from civicledger.consensus.bft.engine import TimeoutConfig
 from civicledger.errors import DecodeError
 from civicledger.mempool.pool import MempoolLimits
+from civicledger.node.verifier import MAX_WORKERS
 from civicledger.p2p.peers import P2PConfig
 
 __all__ = ["BYZANTINE_MODES", "ApiConfig", "NodeConfig", "load_config", "render_config"]
@@ -82,6 +84,8 @@ class NodeConfig:
     passphrase_file: Path | None = None
     #: Recent heights whose state can still be proven (``civic state get --height``).
     state_history: int = 1_000
+    #: Processes checking transaction signatures (0: one per core).
+    verify_workers: int = 0
     api: ApiConfig = field(default_factory=ApiConfig)
     mempool: MempoolLimits = field(default_factory=MempoolLimits)
     p2p: P2PConfig = field(default_factory=P2PConfig)
@@ -132,6 +136,14 @@ def _state_history(value: object) -> int:
     return value
 
 
+def _verify_workers(value: object) -> int:
+    if type(value) is not int or not 0 <= value <= MAX_WORKERS:
+        raise DecodeError(
+            f"[node] verify_workers must be a whole number from 0 (one per core) to {MAX_WORKERS}"
+        )
+    return value
+
+
 def load_config(path: Path) -> NodeConfig:
     try:
         obj = tomllib.loads(path.read_text())
@@ -152,6 +164,7 @@ def load_config(path: Path) -> NodeConfig:
             node_key=node.get("node_key"),
             passphrase_file=Path(passphrase_file) if passphrase_file else None,
             state_history=_state_history(node.get("state_history", 1_000)),
+            verify_workers=_verify_workers(node.get("verify_workers", 0)),
             api=ApiConfig(**_section(obj, "api")),
             mempool=MempoolLimits(**_section(obj, "mempool")),
             p2p=_p2p(_section(obj, "p2p")),
@@ -179,6 +192,8 @@ def render_config(config: NodeConfig) -> str:
     if config.passphrase_file:
         lines.append(f'passphrase_file = "{config.passphrase_file}"')
     lines.append(f"state_history = {config.state_history}")
+    if config.verify_workers:
+        lines.append(f"verify_workers = {config.verify_workers}")
     lines += [
         "",
         "[api]",

@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import signal
+import threading
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 import uvicorn
@@ -150,6 +153,7 @@ async def serve(node: Node, config: NodeConfig, node_key: KeyPair) -> None:
             h11_max_incomplete_event_size=32 * 1024,
         )
     )
+    _stop_on_signals(server)
     await peers.start()
     await driver.start()
     try:
@@ -159,12 +163,32 @@ async def serve(node: Node, config: NodeConfig, node_key: KeyPair) -> None:
         await peers.stop()
 
 
+def _stop_on_signals(server: uvicorn.Server) -> None:
+    """SIGINT and SIGTERM stop the node gracefully, at any time.
+
+    While it serves, uvicorn catches both signals itself, and once its server has stopped
+    it raises the caught signal again with the handler it found: with the default handler
+    the process would die there, before the node closes its store and its verifier
+    processes. So the handler it finds is this one, which asks the server to stop.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return  # signals reach the main thread only (a node run inside tests)
+
+    def request_stop(signum: int, frame: FrameType | None) -> None:
+        if not server.should_exit:
+            log.info("%s received: stopping", signal.Signals(signum).name)
+        server.should_exit = True
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, request_stop)
+
+
 def run_node(config_path: Path) -> None:
     """Open the node described by ``config_path`` and serve until SIGINT/SIGTERM."""
     config = load_config(config_path)
     validator_key, node_key = load_keys(config)
-    # Batches of signatures are checked on every core.
-    verifier = SignatureVerifier()
+    # Batches of signatures are checked by processes of their own, on every core.
+    verifier = SignatureVerifier(config.verify_workers or None)
     node = open_node(config, validator_key, verifier)
     if config.byzantine:
         log.warning(
