@@ -15,6 +15,7 @@ read back after the run: a load whose transactions fail would measure nothing us
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import json
 import os
@@ -171,17 +172,42 @@ def _percentile(sorted_values: list[float], q: float) -> float:
     return sorted_values[index]
 
 
+def _proc_tree(pid: int) -> list[int]:
+    """``pid`` and its descendants (a node and its verifier processes)."""
+    tree, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        tree.append(current)
+        with contextlib.suppress(OSError):
+            children = Path(f"/proc/{current}/task/{current}/children").read_text()
+            todo += [int(child) for child in children.split()]
+    return tree
+
+
 def _proc_cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    ticks = os.sysconf("SC_CLK_TCK")
-    return (int(fields[11]) + int(fields[12])) / ticks
+    """CPU seconds used by ``pid`` and its descendants still running; a process gone
+    counts nothing."""
+    total = 0
+    for member in _proc_tree(pid):
+        try:
+            fields = Path(f"/proc/{member}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
 
 
 def _proc_memory_mb(pid: int, field_name: str = "VmRSS") -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(field_name + ":"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
+    """Memory (kB field ``field_name`` of ``/proc/PID/status``) of ``pid`` and its
+    descendants, in MB."""
+    total = 0
+    for member in _proc_tree(pid):
+        try:
+            lines = Path(f"/proc/{member}/status").read_text().splitlines()
+        except OSError:
+            continue
+        total += sum(int(line.split()[1]) for line in lines if line.startswith(field_name + ":"))
+    return total / 1024
 
 
 class _CpuSampler:

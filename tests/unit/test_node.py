@@ -596,3 +596,23 @@ def test_a_damaged_page_is_refused_with_a_message_not_a_traceback(
     db.write_bytes(bytes(data))
     with pytest.raises(CorruptionError, match=r"chain\.db"):
         Node(tmp_path / "n", genesis, validator_key)
+
+
+def test_after_a_commit_reads_see_the_new_head_state(
+    node: Node, mint: Callable[..., Transaction], alice: KeyPair
+) -> None:
+    """The mempool and the commit callbacks read the state of the block just committed
+    (the nonces it used), and the sender's next transaction goes into the next block."""
+    seen: list[int] = []
+    node.on_commit.append(
+        lambda block, receipts, scheduled: seen.append(node.get_nonce(alice.address))
+    )
+    for nonce in range(3):
+        node.submit(mint(nonce).encoded)
+        block = node.produce_block(NOW_MS + nonce)
+        assert block is not None and len(block.transactions) == 1
+        assert node.get_nonce(alice.address) == nonce + 1
+        assert node.mempool.get_pending_nonce(alice.address) == nonce + 1
+    assert seen == [1, 2, 3]
+    with pytest.raises(LedgerError, match="already used"):
+        node.submit(mint(1).encoded)

@@ -148,7 +148,7 @@ def _print_table(result: BenchResult) -> None:
         ("mean block interval (ms)", f"{result.mean_block_interval_ms:.0f}"),
         *(
             (
-                f"{node.name}: CPU % of one core, RSS / peak MB",
+                f"{node.name} (with its verifiers): CPU % of one core, RSS / peak MB",
                 f"{node.cpu_percent:.0f}, {node.rss_mb:.0f} / {node.peak_rss_mb:.0f}",
             )
             for node in result.nodes

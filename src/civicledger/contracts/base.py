@@ -564,6 +564,8 @@ class Args:
         return Address(self.blob(name, size=ADDRESS_SIZE))
 
     def check_no_extra(self) -> None:
+        if len(self._read) == len(self.values):  # every argument read (a subset of them)
+            return
         extra = sorted(set(self.values) - self._read)
         if extra:
             raise ContractError(f"unexpected argument {extra[0]!r}", code="bad_argument")

@@ -78,6 +78,10 @@ MAX_UNDO_PER_PROOF = 20_000
 #: Undone keys per second that proofs at past heights may use on average (a burst may use
 #: ``MAX_UNDO_PER_PROOF``): the tree is rebuilt on the event loop that runs consensus.
 UNDO_BUDGET_PER_S = 10_000
+#: Committed nonces remembered between two commits, at most.
+MAX_CACHED_NONCES = 100_000
+#: The newest blocks whose ids ``get_block_ids`` answers from memory.
+RECENT_BLOCK_IDS = 16
 
 
 @dataclass(slots=True)
@@ -187,6 +191,14 @@ class Node:
         #: The validator's last-signature record (``node/signer_state.py``).
         self.signer_state = SignerState(data_dir)
         self.state = StateTree()
+        #: Committed nonces read since the head last changed (admission asks for a
+        #: sender's nonce for every transaction; the state answers it the same until the
+        #: next commit).
+        self._nonces: dict[Address, int] = {}
+        self._nonces_head: Header | None = None
+        #: The last blocks committed here, as ``get_block_ids`` answers (block watchers ask
+        #: for the newest blocks, just written and checked).
+        self._recent_ids: dict[int, tuple[Header, Commit | None, list[Hash32]]] = {}
         self.mempool = Mempool(
             self.chain_id,
             self.registry,
@@ -354,7 +366,14 @@ class Node:
     # -- transactions ------------------------------------------------------------
 
     def get_nonce(self, address: Address) -> int:
-        return get_nonce(self.committed, address)
+        """The sender's next nonce in the committed state."""
+        if self._nonces_head is not self.head or len(self._nonces) >= MAX_CACHED_NONCES:
+            self._nonces.clear()
+            self._nonces_head = self.head
+        nonce = self._nonces.get(address)
+        if nonce is None:
+            nonce = self._nonces[address] = get_nonce(self.committed, address)
+        return nonce
 
     def submit(self, raw: bytes) -> Hash32:
         """Admit a transaction to the mempool; raise a precise ``LedgerError`` if refused."""
@@ -606,7 +625,12 @@ class Node:
         except BaseException:
             self._revert_candidate()
             raise
+        # The candidate's writes are the committed state now: reads of the new head (the
+        # mempool's, the callbacks') must see them.
         self._candidate = None
+        self.mempool.on_block_committed(block.transactions, block.header.height + 1)
+        for callback in self.on_commit:
+            callback(block, result.receipts, result.scheduled)
 
     def apply_synced_block(self, block: Block, commit: Commit) -> None:
         """Apply a block fetched from a peer: its certificate first, then its execution."""
@@ -650,9 +674,8 @@ class Node:
         )
         self.head = header
         self._validators = None
-        self.mempool.on_block_committed(block.transactions, header.height + 1)
-        for callback in self.on_commit:
-            callback(block, receipts, result.scheduled)
+        self._recent_ids[header.height] = (header, commit, [tx.tx_id for tx in block.transactions])
+        self._recent_ids.pop(header.height - RECENT_BLOCK_IDS, None)
 
     # -- reads -------------------------------------------------------------------
 
@@ -685,7 +708,12 @@ class Node:
     def get_block_ids(self, height: int) -> tuple[Header, Commit | None, list[Hash32]]:
         """A block's header, commit and transaction ids, checked like ``get_block`` (each
         encoding hashes to its id, together they give the header's tx root) but without
-        decoding the transactions: what a client watching blocks asks for most."""
+        decoding the transactions: what a client watching blocks asks for most. The last
+        blocks committed by this process are answered from memory."""
+        recent = self._recent_ids.get(height)
+        if recent is not None:
+            header, commit, ids = recent
+            return header, commit, list(ids)
         header = self.get_header(height)
         stored = self.store.get_block(height)
         assert stored is not None
