@@ -151,6 +151,10 @@ def _encode_general(value: Value, out: bytearray, depth: int) -> None:
 
 def encode(value: Value) -> bytes:
     """Return the canonical encoding of ``value``; raise ``EncodeError`` if it has none."""
+    if type(value) is int and 0 <= value < _UINT_LIMIT:
+        # A state value is mostly a counter or a balance: the same bytes as below.
+        size = (value.bit_length() + 7) // 8
+        return bytes((TAG_UINT, size)) + value.to_bytes(size, "big")
     out = bytearray()
     _encode_into(value, out, 0)
     return bytes(out)
@@ -318,6 +322,14 @@ def decode(data: bytes, *, max_size: int | None = None) -> Value:
     data = bytes(data)
     if max_size is not None and len(data) > max_size:
         raise DecodeError(f"input of {len(data)} bytes exceeds the limit of {max_size}")
+    size = len(data) - 2
+    if 0 <= size <= MAX_INT_BYTES and data[0] == TAG_UINT and data[1] == size:
+        # A whole input that is one unsigned integer (a counter, a balance): the same
+        # value as below; a leading zero byte is left to the general path's error.
+        if size == 0:
+            return 0
+        if data[2]:
+            return int.from_bytes(data[2:], "big")
     r = _Reader(data)
     value = _decode_value(r, 0)
     if r.pos != r.end:

@@ -608,3 +608,24 @@ def test_keyword_labels_may_be_ordinary_words_but_not_underscored() -> None:
     with pytest.raises(ContractError) as refused:
         compile_contract(bad, name="labels")
     assert refused.value.code == "rejected"
+
+
+def test_an_event_is_what_was_emitted_even_if_its_list_changes_afterwards(
+    sign: Sign, alice: KeyPair
+) -> None:
+    # The size limit and the fuel are measured at emit: appending to the emitted list
+    # afterwards must change neither the event nor the receipt.
+    source = probe(
+        """
+        items = [1]
+        ctx.emit("Listed", items=items, note="n")
+        for i in range(2000):
+            items.append(i)
+        """
+    )
+    ledger = Ledger(compile_contract(source, name="probe"), sign, alice)
+    receipt, _ = ledger.call("run")
+    assert receipt.status == STATUS_OK, receipt
+    assert receipt.events == (Event("probe", "Listed", {"items": [1], "note": "n"}),)
+    assert receipt.encoded == encode(receipt.to_value())
+    assert len(receipt.encoded) < 200

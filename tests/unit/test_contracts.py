@@ -12,6 +12,8 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from tests.dict_state import DictState
 
 from civicledger.chain.genesis import Genesis
@@ -44,6 +46,7 @@ from civicledger.execution.executor import (
     nonce_key,
     run_query,
 )
+from civicledger.types import Hash32
 
 Sign = Callable[..., Transaction]
 BLOCK_TIME_MS = 1_750_000_000_000
@@ -706,3 +709,38 @@ def test_a_write_restoring_the_committed_value_is_not_a_change(
 def test_nonce_is_stored_canonically(chain: Chain, alice: KeyPair) -> None:
     chain.call(alice, "accounts", "burn", {"amount": 1})
     assert decode(chain.state.items[nonce_key(alice.address)]) == 1
+
+
+_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(0, 2**64)
+    | st.binary(max_size=40)
+    | st.text(max_size=20),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
+    ),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    events=st.lists(
+        st.tuples(st.text(max_size=10), st.dictionaries(st.text(max_size=8), _values, max_size=4)),
+        max_size=3,
+    ),
+    many=st.booleans(),
+    result=_values,
+    measured=st.booleans(),
+)
+def test_a_receipt_encodes_from_its_events_as_the_general_encoder_does(
+    events: list[tuple[str, dict[str, Value]]], many: bool, result: Value, measured: bool
+) -> None:
+    # Receipt.encoded joins the events' own encodings (their data measured at emit);
+    # the bytes are encode(to_value()), including a list of 128 events or more.
+    made = tuple(
+        Event("c", name, data, encode(data) if measured else b"") for name, data in events
+    ) * (130 if many and events else 1)
+    receipt = Receipt(Hash32(b"\x07" * 32), STATUS_OK, "", "", 12_345, made, result)
+    assert receipt.encoded == encode(receipt.to_value())

@@ -353,3 +353,20 @@ def test_json_mapping_of_bytes() -> None:
 def test_json_mapping_of_a_map_keyed_dollar_bytes() -> None:
     for value in ({"$bytes": "00"}, {"$map": {"a": 1}}, {"$bytes": b"\x00"}):
         assert json_to_value(json.loads(json.dumps(value_to_json(value)))) == value
+
+
+@given(st.integers(min_value=0, max_value=2**256 - 1))
+def test_a_lone_unsigned_integer_takes_the_short_paths_with_the_same_bytes(n: int) -> None:
+    # encode(n) and decode(b) answer a lone integer before the general code; inside a
+    # list the general code encodes and decodes it.
+    assert encode(n) == encode([n])[2:]
+    assert decode(encode(n)) == n == decode(encode([n]))[0]
+
+
+@pytest.mark.parametrize(
+    "data",
+    [b"\x03\x01\x00", b"\x03\x02\x00\x01", b"\x03\x21" + b"\x01" * 33, b"\x03\x02\x01"],
+)
+def test_a_lone_integer_that_is_not_canonical_is_refused(data: bytes) -> None:
+    with pytest.raises(DecodeError):
+        decode(data)

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from civicledger.encoding import Value, decode, encode
+from civicledger.encoding import TAG_LIST, Value, decode, encode
 from civicledger.errors import DecodeError
 from civicledger.jsonvalue import value_to_json
 from civicledger.types import Hash32, parse_hash
@@ -20,6 +20,10 @@ __all__ = ["STATUS_FAILED", "STATUS_OK", "Event", "Receipt", "decode_receipt"]
 
 STATUS_OK = 0
 STATUS_FAILED = 1
+#: Lists this short have a one-byte count (``docs/spec/encoding.md``).
+_SHORT_LIST = 0x80
+_LIST_OF_3 = bytes((TAG_LIST, 3))
+_LIST_OF_7 = bytes((TAG_LIST, 7))
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,9 +36,17 @@ class Event:
     name: str
     #: Its data.
     data: dict[str, Value]
+    #: ``encode(data)``, when the emitter measured it already.
+    data_encoded: bytes = field(default=b"", compare=False, repr=False)
 
     def to_value(self) -> list[Value]:
         return [self.contract, self.name, self.data]
+
+    @property
+    def encoded(self) -> bytes:
+        """``encode(self.to_value())``, reusing the data's encoding."""
+        data = self.data_encoded or encode(self.data)
+        return _LIST_OF_3 + encode(self.contract) + encode(self.name) + data
 
     @classmethod
     def from_value(cls, value: Value) -> Event:
@@ -90,7 +102,25 @@ class Receipt:
     @property
     def encoded(self) -> bytes:
         if not self._encoded:
-            object.__setattr__(self, "_encoded", encode(self.to_value()))
+            events = self.events
+            if len(events) < _SHORT_LIST:
+                # ``encode(self.to_value())``, from the events' encodings (the data of
+                # each was encoded once already, to measure it).
+                head = encode(
+                    [self.tx_id, self.status, self.error_code, self.error_message, self.fuel_used]
+                )
+                raw = b"".join(
+                    [
+                        _LIST_OF_7,
+                        head[2:],
+                        bytes((TAG_LIST, len(events))),
+                        *(event.encoded for event in events),
+                        encode(self.result),
+                    ]
+                )
+            else:
+                raw = encode(self.to_value())
+            object.__setattr__(self, "_encoded", raw)
         return self._encoded
 
     @classmethod

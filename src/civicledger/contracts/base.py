@@ -98,6 +98,8 @@ MAX_ITEMS = 256
 FUEL_SCAN_SKIP = 20
 MAX_VALUE_SIZE = 16 * 1024
 MAX_EVENTS = 64
+#: Event values of these types cannot change after ``emit``.
+_SCALARS = frozenset({int, str, bytes, bool, type(None)})
 MAX_EVENT_SIZE = 4 * 1024
 
 F = TypeVar("F", bound=Callable[..., Value])
@@ -486,13 +488,20 @@ class Context(ViewContext):
         return True
 
     def emit(self, name: str, /, **data: Value) -> None:
-        size = len(encode(data))
+        raw = encode(data)
+        size = len(raw)
         if size > MAX_EVENT_SIZE:
             raise ContractError(f"event {name} exceeds {MAX_EVENT_SIZE} bytes")
         if len(self.events) >= MAX_EVENTS:
             raise ContractError(f"a call may emit at most {MAX_EVENTS} events")
         self.fuel.charge(FUEL_EVENT + size)
-        self.events.append(Event(self.contract, name, dict(data)))
+        if not all(type(value) in _SCALARS for value in data.values()):
+            # The event is what was measured: a list the contract changes afterwards
+            # must not change (or enlarge) it.
+            decoded = decode(raw)
+            assert isinstance(decoded, dict)
+            data = decoded
+        self.events.append(Event(self.contract, name, data, raw))
 
 
 @dataclass(frozen=True, slots=True)
