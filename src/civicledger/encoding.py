@@ -18,6 +18,7 @@ __all__ = [
     "MAX_INT_BYTES",
     "Value",
     "decode",
+    "decode_item",
     "encode",
 ]
 
@@ -335,3 +336,13 @@ def decode(data: bytes, *, max_size: int | None = None) -> Value:
     if r.pos != r.end:
         raise DecodeError(f"{r.end - r.pos} trailing bytes after the value")
     return value
+
+
+def decode_item(data: bytes, pos: int, depth: int) -> tuple[Value, int]:
+    """The value encoded at ``data[pos:]``, nested ``depth`` levels deep in an enclosing
+    value, and the position after it: what ``decode`` reads for that item (a decoder of a
+    known outer shape reads the rest itself)."""
+    r = _Reader(data)
+    r.pos = pos
+    value = _decode_value(r, depth)
+    return value, r.pos

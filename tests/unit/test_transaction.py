@@ -29,10 +29,11 @@ from civicledger.chain.transaction import (
     compute_signing_bytes,
     decode_transaction,
     make_transaction,
+    transaction_from_value,
 )
 from civicledger.crypto.hashing import DOMAIN_ADDRESS, DOMAIN_TX_SIGN
 from civicledger.crypto.keys import KeyPair, compute_address, is_valid_signature
-from civicledger.encoding import Value, encode
+from civicledger.encoding import Value, decode, encode
 from civicledger.errors import DecodeError, InvalidTransaction, LedgerError
 from civicledger.jsonvalue import json_to_value
 from civicledger.types import PublicKey
@@ -462,3 +463,70 @@ def test_to_json() -> None:
     assert obj["sender_address"] == compute_address(tx.sender).hex()
     assert obj["args"]["sha256"] == {"$bytes": "00" * 32}
     assert obj["signature"] == tx.signature.hex()
+
+
+def _general(data: bytes) -> Transaction | type[LedgerError]:
+    """What the general decoder makes of ``data``: the transaction or the error type."""
+    try:
+        value = decode(data)
+        return transaction_from_value(value, encoded=data)
+    except LedgerError as exc:
+        return type(exc)
+
+
+def _short(data: bytes) -> Transaction | type[LedgerError]:
+    try:
+        return decode_transaction(data)
+    except LedgerError as exc:
+        return type(exc)
+
+
+_names = st.text(min_size=0, max_size=70) | st.sampled_from(["accounts", "transfer", "c1"])
+_numbers = st.integers(0, 2**70) | st.integers(0, 300)
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    chain_id=_names,
+    nonce=_numbers,
+    contract=_names,
+    method=_names,
+    args=st.dictionaries(st.text(max_size=6), st.integers(0, 2**64) | st.binary(max_size=40)),
+    fuel=_numbers,
+    expiry=_numbers,
+    sender_size=st.sampled_from([32, 31, 33]),
+    signature_size=st.sampled_from([64, 63, 65]),
+    flips=st.lists(st.tuples(st.integers(0, 10_000), st.integers(1, 255)), max_size=2),
+    cut=st.integers(0, 3),
+)
+def test_the_short_form_reader_agrees_with_the_general_decoder(
+    chain_id: str,
+    nonce: int,
+    contract: str,
+    method: str,
+    args: dict[str, Value],
+    fuel: int,
+    expiry: int,
+    sender_size: int,
+    signature_size: int,
+    flips: list[tuple[int, int]],
+    cut: int,
+) -> None:
+    # Transactions of every shape, well formed or not, damaged or cut short: the short
+    # form reader gives the general decoder's transaction, or an error of the same kind.
+    value: list[Value] = [
+        chain_id,
+        b"\x01" * sender_size,
+        nonce,
+        contract,
+        method,
+        args,
+        fuel,
+        expiry,
+        b"\x02" * signature_size,
+    ]
+    data = bytearray(encode(value))
+    for position, mask in flips:
+        data[position % len(data)] ^= mask
+    raw = bytes(data[: len(data) - cut])
+    assert _short(raw) == _general(raw)
