@@ -616,3 +616,20 @@ def test_after_a_commit_reads_see_the_new_head_state(
     assert seen == [1, 2, 3]
     with pytest.raises(LedgerError, match="already used"):
         node.submit(mint(1).encoded)
+
+
+def test_a_failing_commit_listener_neither_fails_the_commit_nor_silences_the_others(
+    node: Node, mint: Callable[..., Transaction], caplog: pytest.LogCaptureFixture
+) -> None:
+    heard: list[int] = []
+
+    def broken(block: Block, receipts: object, scheduled: object) -> None:
+        raise RuntimeError("listener bug")
+
+    node.on_commit.append(broken)
+    node.on_commit.append(lambda block, receipts, scheduled: heard.append(block.header.height))
+    node.submit(mint(0).encoded)
+    block = node.produce_block(NOW_MS)
+    assert block is not None and node.head.height == block.header.height == 1
+    assert heard == [1]
+    assert "commit listener failed on block 1" in caplog.text

@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import os
-import signal
-from concurrent.futures import ProcessPoolExecutor
+import io
 
 import pytest
 
 from civicledger.chain.transaction import Transaction, make_transaction
+from civicledger.crypto.batch import decode_request, encode_request, serve
 from civicledger.crypto.keys import KeyPair
 from civicledger.node.verifier import MIN_PARALLEL_BATCH, SignatureVerifier
 from civicledger.types import Signature
@@ -36,46 +35,85 @@ def _batch(count: int) -> list[Transaction]:
     return txs
 
 
-@pytest.mark.parametrize("processes", [True, False])
-def test_parallel_verification_gives_each_transaction_its_own_answer(processes: bool) -> None:
-    verifier = SignatureVerifier(3, processes=processes)
+async def _two_at_once(
+    verifier: SignatureVerifier, txs: list[Transaction]
+) -> tuple[list[bool], list[bool]]:
+    # Two batches in flight at once: each gets its own answers.
+    first, second = await asyncio.gather(
+        verifier.verify_async(txs), verifier.verify_async(txs[::-1])
+    )
+    return first, second
+
+
+def test_parallel_verification_gives_each_transaction_its_own_answer() -> None:
+    verifier = SignatureVerifier(3)
     try:
         for count in (0, 2, MIN_PARALLEL_BATCH - 1, MIN_PARALLEL_BATCH, 100):
             txs = _batch(count)
-            assert verifier(txs) == [i % 3 != 0 for i in range(count)]
+            expected = [i % 3 != 0 for i in range(count)]
+            assert verifier(txs) == expected
+
+            first, second = asyncio.run(_two_at_once(verifier, txs))
+            assert first == expected and second == expected[::-1]
     finally:
         verifier.close()
 
 
 def test_small_batches_are_checked_on_the_calling_thread() -> None:
-    verifier = SignatureVerifier(1)
+    verifier = SignatureVerifier(2)
     verifier.close()  # a closed pool would refuse work: the calling thread does it
     txs = _batch(MIN_PARALLEL_BATCH - 1)
     assert verifier(txs) == [tx.is_signature_valid() for tx in txs]
 
 
-def test_a_broken_pool_is_started_again_and_the_batch_still_checked() -> None:
+def test_a_dead_verifier_process_fails_over_and_is_started_again() -> None:
     verifier = SignatureVerifier(2)
+    txs = _batch(40)
+    expected = [i % 3 != 0 for i in range(40)]
+
+    async def scenario() -> None:
+        assert await verifier.verify_async(txs) == expected
+        first = verifier._procs[0].process
+        first.kill()  # a verifier process dies (OOM killer, operator)
+        first.wait()
+        # The batch in hand is still answered, and a new process takes over.
+        assert await verifier.verify_async(txs) == expected
+        assert await verifier.verify_async(txs) == expected
+        assert verifier._procs[0].process is not first
+        assert verifier._procs[0].process.poll() is None
+
     try:
-        txs = _batch(40)
-        assert verifier(txs) == [i % 3 != 0 for i in range(40)]
-        pool = verifier._pool
-        assert isinstance(pool, ProcessPoolExecutor)
-        for process in list(pool._processes.values()):  # a verifier process dies
-            os.kill(process.pid, signal.SIGKILL)
-            process.join()
-        assert verifier(txs) == [i % 3 != 0 for i in range(40)]
-        assert asyncio.run(verifier.verify_async(txs)) == [i % 3 != 0 for i in range(40)]
-        assert verifier._pool is not pool
+        asyncio.run(scenario())
     finally:
         verifier.close()
+    assert all(w.process.poll() is not None for w in verifier._procs) or not verifier._procs
 
 
-def test_verify_async_leaves_the_work_to_the_pool() -> None:
-    verifier = SignatureVerifier(2)
+def test_threads_only_gives_the_same_answers() -> None:
+    verifier = SignatureVerifier(2, processes=False)
     try:
         txs = _batch(50)
         assert asyncio.run(verifier.verify_async(txs)) == [i % 3 != 0 for i in range(50)]
-        assert asyncio.run(verifier.verify_async([])) == []
+        assert not verifier._procs
     finally:
         verifier.close()
+
+
+def test_a_verifier_process_answers_frames_and_stops_at_the_end_of_its_input() -> None:
+    txs = _batch(7)
+    items = [(tx.sender, tx.signing_bytes, tx.signature) for tx in txs]
+    requests = io.BytesIO(encode_request(items) + encode_request(items[:2]))
+    answers = io.BytesIO()
+    serve(requests, answers)
+    expected = bytes(i % 3 != 0 for i in range(7))
+    assert answers.getvalue() == (
+        (7).to_bytes(4, "big") + expected + (2).to_bytes(4, "big") + expected[:2]
+    )
+    assert decode_request(encode_request(items)[4:]) == items
+    # A malformed frame ends the process instead of answering wrongly.
+    for bad in (b"\x00\x00\x00\x05\x00\x00\x00\x02\x00", b"\xff\xff\xff\xff"):
+        answers = io.BytesIO()
+        serve(io.BytesIO(bad), answers)
+        assert answers.getvalue() == b""
+    with pytest.raises(ValueError):
+        encode_request([(b"short", b"m", b"s" * 64)])

@@ -628,9 +628,17 @@ class Node:
         # The candidate's writes are the committed state now: reads of the new head (the
         # mempool's, the callbacks') must see them.
         self._candidate = None
-        self.mempool.on_block_committed(block.transactions, block.header.height + 1)
+        # The block is committed now, whatever follows: a failing listener is logged, and
+        # the others still hear of it.
+        try:
+            self.mempool.on_block_committed(block.transactions, block.header.height + 1)
+        except Exception:
+            log.exception("mempool update after block %d failed", block.header.height)
         for callback in self.on_commit:
-            callback(block, result.receipts, result.scheduled)
+            try:
+                callback(block, result.receipts, result.scheduled)
+            except Exception:
+                log.exception("commit listener failed on block %d", block.header.height)
 
     def apply_synced_block(self, block: Block, commit: Commit) -> None:
         """Apply a block fetched from a peer: its certificate first, then its execution."""

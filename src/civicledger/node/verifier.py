@@ -2,103 +2,244 @@
 
 Signature checks are most of a node's work under load, and the node's own thread is busy
 with everything else (HTTP, decoding, admission, execution, commit). libsodium checks a
-signature with the GIL released, but every check starts and ends in Python: a thread
-checking signatures must win the GIL back from the busy event loop once per signature,
-so verifier threads of the node's own process mostly wait. Verifier *processes* have a
-GIL each: a batch is cut into one slice per process and sent as (public key, signed
-bytes, signature) triples, and the answers come back as booleans.
+signature with the GIL released, but every check starts and ends in Python, so a thread
+checking signatures *while the event loop works* must win the GIL back from it once per
+signature: such threads mostly wait. Two paths therefore:
 
-``verify_async`` leaves every slice to the pool, so the event loop goes on (with the next
-request, consensus messages) meanwhile. A pool that breaks (a verifier process killed)
-is started again, and the batch at hand is checked on the calling thread: a node never
-depends on a helper process to tell a valid signature from an invalid one. A verifier
-process whose node has died (SIGKILL) ends itself within half a second.
+* ``verify_async`` (admission, while the event loop goes on with other requests and
+  consensus) sends the batch to verifier *processes*, one slice each, over pipes the
+  event loop itself reads and writes: no helper thread of the node needs the GIL on the
+  way (``crypto/batch.py`` has the frames).
+* ``__call__`` (a proposal's transactions, while the event loop waits for the answer)
+  checks on the calling thread and a thread pool: the waiting loop holds no GIL.
+
+A verifier process that dies fails its pending batches over to the thread pool and is
+started again on the next batch: a node never depends on a helper process to tell a
+valid signature from an invalid one. Verifier processes end when their pipe closes, so a
+node that is stopped or killed leaves none behind.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
+import contextlib
 import logging
-import multiprocessing
 import os
+import struct
+import subprocess
+import sys
 from collections.abc import Sequence
-from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
+from concurrent.futures import ThreadPoolExecutor
 
 from civicledger.chain.transaction import Transaction
-from civicledger.crypto.batch import check_signatures, exit_with_parent
+from civicledger.crypto.batch import Triple, check_signatures, encode_request
 
 __all__ = ["MAX_WORKERS", "MIN_PARALLEL_BATCH", "SignatureVerifier"]
 
 log = logging.getLogger(__name__)
 
-#: Smaller batches are checked on the calling thread (handing over costs more).
+#: Smaller batches are checked on the calling thread or the pool (handing over costs more).
 MIN_PARALLEL_BATCH = 16
 #: At most this many verifier processes or threads.
 MAX_WORKERS = 16
 
-_Triple = tuple[bytes, bytes, bytes]
+_U32 = struct.Struct(">I")
 
 
-def _triples(txs: Sequence[Transaction]) -> list[_Triple]:
+class WorkerGone(Exception):
+    """A verifier process ended before answering."""
+
+
+def _triples(txs: Sequence[Transaction]) -> list[Triple]:
     return [(tx.sender, tx.signing_bytes, tx.signature) for tx in txs]
 
 
+class _Worker:
+    """One verifier process, written to and read by the event loop itself: the pipes are
+    non-blocking, a request that does not fit the pipe waits in ``_unsent`` for it to
+    drain, and answers settle the pending batches in order."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "civicledger.crypto.batch"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+        )
+        assert self.process.stdin is not None and self.process.stdout is not None
+        self._out = self.process.stdin.fileno()
+        self._in = self.process.stdout.fileno()
+        os.set_blocking(self._out, False)
+        os.set_blocking(self._in, False)
+        self.pending: collections.deque[tuple[asyncio.Future[list[bool]], int]] = (
+            collections.deque()
+        )
+        self.closed = False
+        self._unsent = bytearray()
+        self._received = bytearray()
+        loop.add_reader(self._in, self._on_readable)
+
+    @property
+    def usable(self) -> bool:
+        return not self.closed and self.process.poll() is None and not self.loop.is_closed()
+
+    def ask(self, items: list[Triple]) -> asyncio.Future[list[bool]]:
+        future: asyncio.Future[list[bool]] = self.loop.create_future()
+        if self.closed:
+            future.set_exception(WorkerGone("verifier process ended"))
+            return future
+        self.pending.append((future, len(items)))
+        was_waiting = bool(self._unsent)
+        self._unsent += encode_request(items)
+        if not was_waiting:
+            self._on_writable()
+        return future
+
+    def _on_writable(self) -> None:
+        try:
+            written = os.write(self._out, self._unsent)
+        except BlockingIOError:
+            written = 0
+        except OSError as exc:  # the process is gone (EPIPE)
+            self._fail(exc)
+            return
+        del self._unsent[:written]
+        if self._unsent:
+            self.loop.add_writer(self._out, self._on_writable)
+        else:
+            self.loop.remove_writer(self._out)
+
+    def _on_readable(self) -> None:
+        try:
+            data = os.read(self._in, 1 << 20)
+        except BlockingIOError:
+            return
+        except OSError as exc:
+            self._fail(exc)
+            return
+        if not data:
+            self._fail(None)
+            return
+        self._received += data
+        while len(self._received) >= _U32.size:
+            (count,) = _U32.unpack_from(self._received, 0)
+            end = _U32.size + count
+            if len(self._received) < end:
+                return
+            answer = [bool(b) for b in self._received[_U32.size : end]]
+            del self._received[:end]
+            if not self.pending:
+                self._fail(None)  # an answer nobody asked for: the process is broken
+                return
+            future, expected = self.pending.popleft()
+            if future.done():
+                continue
+            if len(answer) != expected:
+                future.set_exception(WorkerGone("verifier answered the wrong count"))
+            else:
+                future.set_result(answer)
+
+    def _fail(self, exc: BaseException | None) -> None:
+        self._detach()
+        while self.pending:
+            future, _ = self.pending.popleft()
+            if not future.done():
+                future.set_exception(WorkerGone(f"verifier process ended ({exc or 'EOF'})"))
+
+    def _detach(self) -> None:
+        if not self.closed and not self.loop.is_closed():
+            self.loop.remove_reader(self._in)
+            self.loop.remove_writer(self._out)
+        self.closed = True
+
+    def close(self) -> None:
+        """End the process: it stops at the end of its input."""
+        self._detach()
+        for pipe in (self.process.stdin, self.process.stdout):
+            if pipe is not None:
+                with contextlib.suppress(OSError):
+                    pipe.close()
+        try:
+            self.process.wait(timeout=2)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
 class SignatureVerifier:
-    """``verifier(txs)`` is ``[tx.is_signature_valid() for tx in txs]``, computed by
-    ``workers`` processes (default: one per core), or threads with ``processes=False``."""
+    """``verifier(txs)`` and ``await verifier.verify_async(txs)`` are
+    ``[tx.is_signature_valid() for tx in txs]``, computed on ``workers`` threads (the
+    calling one included) and, for ``verify_async``, ``workers`` processes (default: one
+    each per core; ``processes=False``: threads only)."""
 
     def __init__(self, workers: int | None = None, *, processes: bool = True) -> None:
         count = workers if workers is not None else os.cpu_count() or 1
         self.workers = max(1, min(MAX_WORKERS, count))
         self.processes = processes
-        self._pool = self._new_pool()
+        self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="verify")
+        self._procs: list[_Worker] = []
+        self._closed = False
 
-    def _new_pool(self) -> Executor:
-        if not self.processes:
-            return ThreadPoolExecutor(self.workers, thread_name_prefix="verify")
-        # A fresh interpreter per process: forking the node (threads, open database,
-        # event loop) would copy state a child must not touch.
-        context = multiprocessing.get_context("spawn")
-        return ProcessPoolExecutor(self.workers, mp_context=context, initializer=exit_with_parent)
-
-    def _slices(self, items: list[_Triple]) -> list[list[_Triple]]:
+    def _slices(self, items: list[Triple]) -> list[list[Triple]]:
         size = -(-len(items) // self.workers)
         return [items[i : i + size] for i in range(0, len(items), size)]
 
-    def _restart(self, exc: BaseException) -> None:
-        log.warning("signature verifier pool failed (%s); starting it again", exc)
-        self._pool.shutdown(wait=False, cancel_futures=True)
-        self._pool = self._new_pool()
-
     def __call__(self, txs: Sequence[Transaction]) -> list[bool]:
         items = _triples(txs)
-        if len(items) < MIN_PARALLEL_BATCH:
+        if self._closed or self.workers == 1 or len(items) < MIN_PARALLEL_BATCH:
             return check_signatures(items)
-        try:
-            futures = [self._pool.submit(check_signatures, part) for part in self._slices(items)]
-            return [ok for future in futures for ok in future.result()]
-        except (BrokenProcessPool, RuntimeError) as exc:
-            self._restart(exc)
-            return check_signatures(items)
+        first, *rest = self._slices(items)
+        others = [self._pool.submit(check_signatures, part) for part in rest]
+        results = check_signatures(first)
+        for future in others:
+            results.extend(future.result())
+        return results
+
+    async def _on_threads(self, items: list[Triple]) -> list[bool]:
+        loop = asyncio.get_running_loop()
+        parts = await asyncio.gather(
+            *(loop.run_in_executor(self._pool, check_signatures, p) for p in self._slices(items))
+        )
+        return [ok for part in parts for ok in part]
+
+    def _workers(self) -> list[_Worker]:
+        loop = asyncio.get_running_loop()
+        for i in range(self.workers):
+            if i < len(self._procs):
+                worker = self._procs[i]
+                if worker.usable and worker.loop is loop:
+                    continue
+                if worker.loop is loop:
+                    log.warning("verifier process %d ended; starting another", i)
+                worker.close()
+                self._procs[i] = _Worker(loop)
+            else:
+                self._procs.append(_Worker(loop))
+        return self._procs
 
     async def verify_async(self, txs: Sequence[Transaction]) -> list[bool]:
-        """The same answers, computed by the pool while the event loop goes on."""
+        """The same answers, computed while the event loop goes on."""
         items = _triples(txs)
         if not items:
             return []
-        loop = asyncio.get_running_loop()
-        try:
-            parts = await asyncio.gather(
-                *(
-                    loop.run_in_executor(self._pool, check_signatures, part)
-                    for part in self._slices(items)
-                )
-            )
-        except (BrokenProcessPool, RuntimeError) as exc:
-            self._restart(exc)
+        if self._closed:
             return check_signatures(items)
+        if not self.processes or len(items) < MIN_PARALLEL_BATCH:
+            return await self._on_threads(items)
+        try:
+            workers = self._workers()
+            parts = await asyncio.gather(
+                *(w.ask(part) for w, part in zip(workers, self._slices(items), strict=False))
+            )
+        except (WorkerGone, OSError) as exc:
+            log.warning("signature check failed over to threads: %s", exc)
+            return await self._on_threads(items)
         return [ok for part in parts for ok in part]
 
     def close(self) -> None:
+        self._closed = True
+        for worker in self._procs:
+            worker.close()
+        self._procs.clear()
         self._pool.shutdown(wait=True, cancel_futures=True)
