@@ -6,12 +6,15 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import io
+import os
+import signal
 
 import pytest
 
 from civicledger.chain.transaction import Transaction, make_transaction
 from civicledger.crypto.batch import decode_request, encode_request, serve
 from civicledger.crypto.keys import KeyPair
+from civicledger.node import verifier as verifier_module
 from civicledger.node.verifier import MIN_PARALLEL_BATCH, SignatureVerifier
 from civicledger.types import Signature
 
@@ -117,3 +120,49 @@ def test_a_verifier_process_answers_frames_and_stops_at_the_end_of_its_input() -
         assert answers.getvalue() == b""
     with pytest.raises(ValueError):
         encode_request([(b"short", b"m", b"s" * 64)])
+
+
+def test_a_verifier_process_that_stops_answering_is_replaced(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(verifier_module, "VERIFY_TIMEOUT_S", 0.5)
+    verifier = SignatureVerifier(2)
+    txs = _batch(40)
+    expected = [i % 3 != 0 for i in range(40)]
+
+    async def scenario() -> None:
+        assert await verifier.verify_async(txs) == expected
+        stuck = verifier._procs[0].process
+        os.kill(stuck.pid, signal.SIGSTOP)  # alive, but never answers
+        try:
+            assert await verifier.verify_async(txs) == expected  # after the timeout
+            assert await verifier.verify_async(txs) == expected
+            assert verifier._procs[0].process is not stuck
+        finally:
+            stuck.kill()
+            stuck.wait()
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        verifier.close()
+
+
+def test_a_request_that_cannot_be_framed_is_checked_on_threads_without_shifting_answers() -> None:
+    verifier = SignatureVerifier(2)
+    txs = _batch(40)
+    huge = dataclasses.replace(
+        txs[1], args={"blob": b"x" * 70_000}, _encoded=b"", _tx_id=b""
+    )  # signed bytes longer than a frame item may carry
+
+    async def scenario() -> None:
+        mixed = [huge, *txs[1:]]
+        answers = await verifier.verify_async(mixed)
+        assert answers == [tx.is_signature_valid() for tx in mixed]
+        # The next batch gets its own answers, not the refused one's.
+        assert await verifier.verify_async(txs) == [i % 3 != 0 for i in range(40)]
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        verifier.close()

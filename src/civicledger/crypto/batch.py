@@ -15,6 +15,7 @@ Frames (all integers big-endian)::
 
 from __future__ import annotations
 
+import os
 import signal
 import struct
 import sys
@@ -106,8 +107,11 @@ def serve(requests: BinaryIO, answers: BinaryIO) -> None:
         except (ValueError, struct.error):
             return
         results = check_signatures(items)
-        answers.write(_U32.pack(len(results)) + bytes(results))
-        answers.flush()
+        try:
+            answers.write(_U32.pack(len(results)) + bytes(results))
+            answers.flush()
+        except OSError:  # the node is gone (broken pipe): nobody to answer
+            return
 
 
 if __name__ == "__main__":
@@ -115,3 +119,4 @@ if __name__ == "__main__":
     # pipe, and this process ends with it.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     serve(sys.stdin.buffer, sys.stdout.buffer)
+    os._exit(0)  # nothing left to flush to a node that may be gone

@@ -16,7 +16,9 @@ signature: such threads mostly wait. Two paths therefore:
 A verifier process that dies fails its pending batches over to the thread pool and is
 started again on the next batch: a node never depends on a helper process to tell a
 valid signature from an invalid one. Verifier processes end when their pipe closes, so a
-node that is stopped or killed leaves none behind.
+node that is stopped or killed leaves none behind. A process that does not answer within
+``VERIFY_TIMEOUT_S`` is replaced. One verifier serves one event loop at a time (the node's);
+a later loop in the same thread (tests) gets fresh processes.
 """
 
 from __future__ import annotations
@@ -43,6 +45,11 @@ log = logging.getLogger(__name__)
 MIN_PARALLEL_BATCH = 16
 #: At most this many verifier processes or threads.
 MAX_WORKERS = 16
+#: A batch not answered within this long (s) is checked on threads instead, and the
+#: processes that owe answers are replaced.
+VERIFY_TIMEOUT_S = 10.0
+#: A process with this much unsent work (bytes) is not reading: batches go to threads.
+MAX_UNSENT = 8 * 1024 * 1024
 
 _U32 = struct.Struct(">I")
 
@@ -85,13 +92,17 @@ class _Worker:
         return not self.closed and self.process.poll() is None and not self.loop.is_closed()
 
     def ask(self, items: list[Triple]) -> asyncio.Future[list[bool]]:
-        future: asyncio.Future[list[bool]] = self.loop.create_future()
+        """The answers for ``items``, once the process gives them. Raises ``WorkerGone``
+        at once if the process is gone or has too much unsent work (it is stuck)."""
         if self.closed:
-            future.set_exception(WorkerGone("verifier process ended"))
-            return future
+            raise WorkerGone("verifier process ended")
+        if len(self._unsent) > MAX_UNSENT:
+            raise WorkerGone(f"verifier process is not reading ({len(self._unsent)} bytes wait)")
+        frame = encode_request(items)  # before queueing: a refusal must not shift answers
+        future: asyncio.Future[list[bool]] = self.loop.create_future()
         self.pending.append((future, len(items)))
         was_waiting = bool(self._unsent)
-        self._unsent += encode_request(items)
+        self._unsent += frame
         if not was_waiting:
             self._on_writable()
         return future
@@ -146,6 +157,9 @@ class _Worker:
             future, _ = self.pending.popleft()
             if not future.done():
                 future.set_exception(WorkerGone(f"verifier process ended ({exc or 'EOF'})"))
+        # Reap the process once it has exited (no zombie left until the next batch).
+        if not self.loop.is_closed():
+            self.loop.call_later(1.0, self.process.poll)
 
     def _detach(self) -> None:
         if not self.closed and not self.loop.is_closed():
@@ -153,9 +167,21 @@ class _Worker:
             self.loop.remove_writer(self._out)
         self.closed = True
 
-    def close(self) -> None:
-        """End the process: it stops at the end of its input."""
-        self._detach()
+    def close(self, *, kill: bool = False) -> None:
+        """End the process (it stops at the end of its input; ``kill``: at once) and
+        settle what it still owed with ``WorkerGone``."""
+        if not self.closed and not self.loop.is_closed():
+            try:
+                here = asyncio.get_running_loop() is self.loop
+            except RuntimeError:
+                here = False
+            if here:
+                self._fail(None)
+            else:
+                self.loop.call_soon_threadsafe(self._fail, None)
+        self.closed = True
+        if kill:
+            self.process.kill()
         for pipe in (self.process.stdin, self.process.stdout):
             if pipe is not None:
                 with contextlib.suppress(OSError):
@@ -212,7 +238,7 @@ class SignatureVerifier:
                     continue
                 if worker.loop is loop:
                     log.warning("verifier process %d ended; starting another", i)
-                worker.close()
+                worker.close(kill=True)
                 self._procs[i] = _Worker(loop)
             else:
                 self._procs.append(_Worker(loop))
@@ -229,10 +255,16 @@ class SignatureVerifier:
             return await self._on_threads(items)
         try:
             workers = self._workers()
-            parts = await asyncio.gather(
-                *(w.ask(part) for w, part in zip(workers, self._slices(items), strict=False))
-            )
-        except (WorkerGone, OSError) as exc:
+            asked = [w.ask(part) for w, part in zip(workers, self._slices(items), strict=False)]
+            parts = await asyncio.wait_for(asyncio.gather(*asked), VERIFY_TIMEOUT_S)
+        except TimeoutError:
+            # A process that does not answer (stopped, stuck) is replaced.
+            stuck = [w for w in self._procs if w.pending]
+            log.warning("%d verifier process(es) did not answer; replacing them", len(stuck))
+            for worker in stuck:
+                worker.close(kill=True)
+            return await self._on_threads(items)
+        except (WorkerGone, OSError, ValueError) as exc:
             log.warning("signature check failed over to threads: %s", exc)
             return await self._on_threads(items)
         return [ok for part in parts for ok in part]
