@@ -49,6 +49,7 @@ from civicledger.consensus.bft.engine import (
     Decide,
     Effect,
     Equivocation,
+    ProposalEquivocation,
     RecordSigned,
     ScheduleTimeout,
     Tendermint,
@@ -235,6 +236,7 @@ class SimNode:
     #: Blocks it got by catch-up at a restart or by block sync rather than by deciding.
     synced: dict[int, Block] = field(default_factory=dict)
     equivocations: list[Equivocation] = field(default_factory=list)
+    double_proposals: list[ProposalEquivocation] = field(default_factory=list)
     #: (time, last_signed) of each restart.
     restarts: list[tuple[int, tuple[int, int, int]]] = field(default_factory=list)
     #: Past the simulation's last height: it takes no more events.
@@ -666,6 +668,8 @@ class Simulation:
                 self._on_decide(node, effect)
             elif isinstance(effect, Equivocation):
                 node.equivocations.append(effect)
+            elif isinstance(effect, ProposalEquivocation):
+                node.double_proposals.append(effect)
             else:  # pragma: no cover
                 raise AssertionError(f"unknown effect {effect!r}")
 

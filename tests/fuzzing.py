@@ -338,6 +338,7 @@ def _build_corpus() -> Corpus:
         "validator set": [encode(node.validators.to_value()), encode(three.to_value())],
         "vote": [encode(v.to_value()) for v in votes],
         "proposal": [encode(p.to_value()) for p in proposals],
+        "signed proposal": [encode(p.signed().to_value()) for p in proposals],
         "receipt": [r.encoded for r in receipts],
         "inclusion proof": [encode(p.to_value()) for p in inclusion],
         "state proof": [encode(b.proof.to_value()) for b in state_proofs],

@@ -6,15 +6,20 @@ back by its record of its last signature."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+import dataclasses
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from civicledger.chain.block import Validator, ValidatorSet
+from civicledger.chain.genesis import Genesis
 from civicledger.chain.transaction import Transaction
 from civicledger.consensus.bft.engine import RecordSigned
 from civicledger.consensus.bft.messages import NIL, PREVOTE, Proposal, Vote
 from civicledger.crypto.keys import KeyPair
+from civicledger.encoding import encode
 from civicledger.errors import InvalidBlock
 from civicledger.node.byzantine import INVALID_BLOCK_KINDS, ByzantineDriver, compute_invalid_block
 from civicledger.node.consensus import ConsensusDriver, encode_signed_record
@@ -162,12 +167,17 @@ def test_byzantine_double_propose_sends_two_valid_blocks(
         driver._broadcast_own(proposal)
     finally:
         loop.close()
-    received = fake.received("proposal")
-    proposals = {
-        Proposal.from_value(v[0]).block_hash: Proposal.from_value(v[0]) for v in received.values()
+    received = {
+        peer: [Proposal.from_value(v) for v in values]
+        for peer, values in fake.received("proposal").items()
     }
-    assert all(len(v) == 1 for v in received.values())
+    proposals = {p.block_hash: p for values in received.values() for p in values}
     assert len(proposals) == 2
+    # Some peers get one proposal, the others the other, and one gets both (it can
+    # report the double proposal).
+    seen = [{p.block_hash for p in values} for values in received.values()]
+    assert sorted(len(hashes) for hashes in seen) == [1, 1, 2]
+    assert len({h for hashes in seen if len(hashes) == 1 for h in hashes}) == 2
     for other in proposals.values():
         assert (other.height, other.round) == (1, 0)
         assert other.is_signature_valid(node.chain_id)
@@ -192,3 +202,65 @@ def test_byzantine_invalid_block_proposals_try_every_kind(
         assert proposal.is_signature_valid(node.chain_id)
         with pytest.raises(InvalidBlock, match=REASONS[kind]):
             node.validate_block(proposal.block, NOW_MS + 100)
+
+
+OTHER_VALIDATOR = KeyPair.from_seed(b"o" * 32)
+
+
+@pytest.fixture
+def two_validator_node(tmp_path: Path, genesis: Genesis, validator_key: KeyPair) -> Iterator[Node]:
+    """A node whose validator holds 3 of 4 votes (it decides alone); another holds 1."""
+    validators = ValidatorSet.of(
+        [Validator(validator_key.public_key, 3), Validator(OTHER_VALIDATOR.public_key, 1)]
+    )
+    node = Node(
+        tmp_path / "two", dataclasses.replace(genesis, validators=validators), validator_key
+    )
+    try:
+        yield node
+    finally:
+        node.close()
+
+
+def test_a_double_proposal_is_reported_by_an_honest_node_and_false_ones_cost_the_link(
+    two_validator_node: Node, validator_key: KeyPair
+) -> None:
+    node, other_validator = two_validator_node, OTHER_VALIDATOR
+    first = Proposal.sign(other_validator, node.chain_id, 1, 0, node.build_block(NOW_MS), -1)
+    second = Proposal.sign(other_validator, node.chain_id, 1, 0, node.build_block(NOW_MS + 1), -1)
+    assert first.block_hash != second.block_hash
+    fake = FakePeers(2)
+    honest = ConsensusDriver(node, fake)  # type: ignore[arg-type]
+    peer = next(iter(fake.peers.values()))
+    payload = ["proposals", first.signed().to_value(), second.signed().to_value()]
+    # One proposal twice is no evidence: the peer that sent it is cut off.
+    disconnected: list[str] = []
+    fake.disconnect = lambda p, reason: disconnected.append(reason)  # type: ignore[attr-defined]
+    same = ["proposals", first.signed().to_value(), first.signed().to_value()]
+    honest._on_evidence(peer, same)  # type: ignore[arg-type]
+    assert disconnected == ["sent false evidence"] and len(node.mempool) == 0
+    honest._on_evidence(peer, payload)  # type: ignore[arg-type]
+    honest._on_evidence(peer, payload)  # type: ignore[arg-type]
+    assert len(node.mempool) == 1  # reported once
+    block = node.produce_block(NOW_MS + 5)
+    assert block is not None
+    (receipt,) = [r for r in node.get_receipts(block.height) if r.events]
+    assert receipt.ok and receipt.events[0].data["type"] == "proposal"
+    record = node.query(
+        "evidence",
+        "get",
+        {"validator": other_validator.public_key, "height": 1, "round": 0, "type": "proposal"},
+    )
+    assert {record["first"], record["second"]} == {
+        encode(first.signed().to_value()),
+        encode(second.signed().to_value()),
+    }
+    # The byzantine proposer never reports itself.
+    driver, fake = _driver(node, "double-propose")
+    own = [
+        Proposal.sign(validator_key, node.chain_id, 2, 0, node.build_block(t), -1).signed()
+        for t in (NOW_MS + 9, NOW_MS + 10)
+    ]
+    driver._on_double_proposal(own[0], own[1])
+    driver._on_evidence(peer, ["proposals", own[0].to_value(), own[1].to_value()])  # type: ignore[arg-type]
+    assert len(node.mempool) == 0 and not fake.received("evidence")[peer.key]

@@ -313,6 +313,17 @@ def test_double_proposer_every_honest_node_decides_when_gossip_delivers_all() ->
     sim = Simulation(4, seed=18, byzantine={1: DOUBLE_PROPOSE}, max_height=4, sync_after_ms=None)
     run_to(sim, 4, 60_000, nodes=[0, 2, 3])
     assert_agreement_and_commits(sim, 4)
+    # Whoever got both proposals reported the proposer, once per round, with proof.
+    key = sim.nodes[1].public_key
+    reports = [(n.index, e) for n in sim.nodes if n.honest for e in n.double_proposals]
+    assert reports, "no honest node reported the double proposer"
+    for _, report in reports:
+        first, second = report.first.signed(), report.second.signed()
+        assert first.proposer == key and first.conflicts_with(second)
+        assert first.is_signature_valid(CHAIN_ID) and second.is_signature_valid(CHAIN_ID)
+    for node in sim.nodes:
+        slots = [(e.first.height, e.first.round) for e in node.double_proposals]
+        assert len(slots) == len(set(slots))
 
 
 def test_double_signer_every_honest_node_decides_when_gossip_delivers_all() -> None:

@@ -34,7 +34,7 @@ from civicledger.chain.merkle import InclusionProof
 from civicledger.chain.proof import ReceiptProof
 from civicledger.chain.receipt import decode_receipt
 from civicledger.chain.transaction import decode_transaction
-from civicledger.consensus.bft.messages import Proposal, Vote
+from civicledger.consensus.bft.messages import Proposal, SignedProposal, Vote
 from civicledger.encoding import Value, decode, encode
 from civicledger.errors import DecodeError, InvalidTransaction
 from civicledger.jsonvalue import json_to_value, value_to_json
@@ -75,6 +75,12 @@ DECODERS: dict[str, tuple[str, Callable[[bytes], Any], Callable[[Any], bytes], t
     "validator set": ("validator set", _value_of(ValidatorSet.from_value), _reencode, DECODE),
     "vote": ("vote", _value_of(Vote.from_value), _reencode, DECODE),
     "proposal": ("proposal", _value_of(Proposal.from_value), _reencode, DECODE_TX),
+    "signed proposal": (
+        "signed proposal",
+        _value_of(SignedProposal.from_value),
+        _reencode,
+        DECODE,
+    ),
     "receipt": ("receipt", decode_receipt, _reencode, DECODE),
     "inclusion proof": ("inclusion proof", _value_of(InclusionProof.from_value), _reencode, DECODE),
     "state proof": ("state proof", _value_of(StateProof.from_value), _reencode, DECODE),

@@ -85,7 +85,8 @@ class Observations:
     #: Total balance of the workload accounts at genesis (``None``: no bank workload).
     expected_supply: int | None = None
     liveness: LivenessRecord = field(default_factory=lambda: LivenessRecord(0.0, 0.0))
-    #: Validator keys run by byzantine nodes in a mode that signs conflicting votes.
+    #: Validator keys run by byzantine nodes in a mode that signs conflicting votes or
+    #: proposals.
     double_signers: tuple[bytes, ...] = ()
     #: Validator keys run only by honest processes.
     honest_keys: tuple[bytes, ...] = ()
@@ -240,9 +241,10 @@ def check_no_equivocation(obs: Observations) -> CheckResult:
 
 
 def check_evidence(obs: Observations) -> CheckResult:
-    """Evidence against every double-signing validator is recorded on every honest node."""
+    """Evidence against every double-signing or double-proposing validator is recorded on
+    every honest node."""
     if not obs.double_signers:
-        return CheckResult("evidence", None, "no double-signing validator in this scenario")
+        return CheckResult("evidence", None, "no equivocating validator in this scenario")
     for node in obs.honest:
         for key in obs.double_signers:
             if key not in node.evidence_against:

@@ -523,7 +523,9 @@ class _Run:
         records = [self.read_node(n, n.index in honest_nodes) for n in self.nodes]
         honest_key_idx = {s.key_of for s in self.m.nodes if s.byzantine is None}
         byz_key_idx = {s.key_of for s in self.m.nodes if s.byzantine is not None}
-        double = {s.key_of for s in self.m.nodes if s.byzantine == "double-sign"}
+        double = {
+            s.key_of for s in self.m.nodes if s.byzantine in ("double-sign", "double-propose")
+        }
         return Observations(
             nodes=records,
             acknowledged=self.acknowledged(),

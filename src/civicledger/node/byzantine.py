@@ -15,7 +15,8 @@ node to send, the way a validator running modified software would commit them:
     up with both.
 ``double-propose``
     As proposer, a second valid block for the same height and round (same transactions,
-    a later time) is signed too; some peers get the first proposal, the others the second.
+    a later time) is signed too; some peers get the first proposal, the others the second,
+    and one peer gets both (it reports the double proposal as evidence).
 ``invalid-block``
     As proposer, peers get a correctly signed proposal of a block that honest validators
     must refuse: a wrong state root, a transaction with a broken signature, a wrong
@@ -36,7 +37,7 @@ from collections.abc import Callable
 
 from civicledger.chain.block import Block, compute_tx_root
 from civicledger.consensus.bft.engine import RecordSigned, TimeoutConfig
-from civicledger.consensus.bft.messages import NIL, Proposal, Vote
+from civicledger.consensus.bft.messages import NIL, Proposal, SignedProposal, Vote
 from civicledger.crypto.hashing import sha256
 from civicledger.crypto.keys import KeyPair
 from civicledger.encoding import Value
@@ -146,11 +147,19 @@ class ByzantineDriver(ConsensusDriver):
             super()._broadcast_own(message)
 
     def _on_evidence(self, peer: Peer, payload: Value) -> None:
-        if isinstance(payload, list) and payload:
-            first = Vote.from_value(payload[0])
-            if first.validator == self.key.public_key:
+        if isinstance(payload, list) and len(payload) in (2, 3):
+            offender = (
+                Vote.from_value(payload[0]).validator
+                if len(payload) == 2
+                else SignedProposal.from_value(payload[1]).proposer
+            )
+            if offender == self.key.public_key:
                 return  # never report ourselves
         super()._on_evidence(peer, payload)
+
+    def _on_double_proposal(self, first: SignedProposal, second: SignedProposal) -> None:
+        if first.proposer != self.key.public_key:  # our own engine sees both of ours
+            super()._on_double_proposal(first, second)
 
     # -- faults --------------------------------------------------------------------
 
@@ -210,9 +219,13 @@ class ByzantineDriver(ConsensusDriver):
             other.hash.hex()[:8],
         )
         self._own_messages.append(proposal)
-        first_half, second_half, _ = self._split_peers()
+        first_half, second_half, both = self._split_peers()
         self._send(first_half, "proposal", proposal)
         self._send(second_half, "proposal", second)
+        # One peer gets both, as some honest node would in a real network: it can
+        # report the double proposal.
+        if both is not None:
+            self._send([both], "proposal", proposal)
         # Our own engine learns of the second block too, so it can follow a quorum for
         # either; fed after the current effects are carried out.
         assert self._loop is not None

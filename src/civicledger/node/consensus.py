@@ -24,12 +24,13 @@ from civicledger.consensus.bft.engine import (
     Decide,
     Effect,
     Equivocation,
+    ProposalEquivocation,
     RecordSigned,
     ScheduleTimeout,
     Tendermint,
     TimeoutConfig,
 )
-from civicledger.consensus.bft.messages import Proposal, Vote
+from civicledger.consensus.bft.messages import Proposal, SignedProposal, Vote
 from civicledger.encoding import Value, decode, encode
 from civicledger.errors import CorruptionError, DecodeError, LedgerError
 from civicledger.metrics import Metrics
@@ -37,7 +38,10 @@ from civicledger.node.node import Node
 from civicledger.p2p.peers import Peer, PeerManager
 from civicledger.state.system import get_allowed_nodes
 
-__all__ = ["ConsensusDriver"]
+__all__ = ["PROPOSAL_EVIDENCE", "ConsensusDriver"]
+
+#: The first item of an ``evidence`` message carrying two signed proposals.
+PROPOSAL_EVIDENCE = "proposals"
 
 log = logging.getLogger(__name__)
 
@@ -328,6 +332,8 @@ class ConsensusDriver:
                 return  # the engine moved on; later effects belong to the old height
             elif isinstance(effect, Equivocation):
                 self._on_equivocation(effect.first, effect.second)
+            elif isinstance(effect, ProposalEquivocation):
+                self._on_double_proposal(effect.first.signed(), effect.second.signed())
         if record is not None:
             self._save_signed(record, None)
 
@@ -411,6 +417,20 @@ class ConsensusDriver:
         self.node.record_evidence(first, second)
         if self.peers is not None:
             self.peers.broadcast("evidence", [first.to_value(), second.to_value()])
+
+    def _on_double_proposal(self, first: SignedProposal, second: SignedProposal) -> None:
+        self.metrics.inc("consensus_equivocations_total")
+        log.warning(
+            "validator %s proposed two blocks at height %d round %d",
+            first.proposer.hex()[:16],
+            first.height,
+            first.round,
+        )
+        self.node.record_proposal_evidence(first, second)
+        if self.peers is not None:
+            self.peers.broadcast(
+                "evidence", [PROPOSAL_EVIDENCE, first.to_value(), second.to_value()]
+            )
 
     # -- messages ------------------------------------------------------------------
 
@@ -669,8 +689,11 @@ class ConsensusDriver:
     # -- evidence ------------------------------------------------------------------
 
     def _on_evidence(self, peer: Peer, payload: Value) -> None:
+        if isinstance(payload, list) and len(payload) == 3 and payload[0] == PROPOSAL_EVIDENCE:
+            self._on_proposal_evidence(peer, payload[1], payload[2])
+            return
         if not isinstance(payload, list) or len(payload) != 2:
-            raise DecodeError("evidence is [vote, vote]")
+            raise DecodeError('evidence is [vote, vote] or ["proposals", proposal, proposal]')
         first, second = Vote.from_value(payload[0]), Vote.from_value(payload[1])
         # Only proof that checks out is acted on (each costs a transaction).
         if not (
@@ -681,11 +704,26 @@ class ConsensusDriver:
             and first.is_signature_valid(self.node.chain_id)
             and second.is_signature_valid(self.node.chain_id)
         ):
-            self.metrics.inc("p2p_bad_messages_total", reason="bad_evidence")
-            if self.peers is not None:
-                self.peers.disconnect(peer, "sent false evidence")
+            self._false_evidence(peer)
             return
         self.node.record_evidence(first, second)
+
+    def _on_proposal_evidence(self, peer: Peer, raw_first: Value, raw_second: Value) -> None:
+        first = SignedProposal.from_value(raw_first)
+        second = SignedProposal.from_value(raw_second)
+        if not (
+            first.conflicts_with(second)
+            and first.is_signature_valid(self.node.chain_id)
+            and second.is_signature_valid(self.node.chain_id)
+        ):
+            self._false_evidence(peer)
+            return
+        self.node.record_proposal_evidence(first, second)
+
+    def _false_evidence(self, peer: Peer) -> None:
+        self.metrics.inc("p2p_bad_messages_total", reason="bad_evidence")
+        if self.peers is not None:
+            self.peers.disconnect(peer, "sent false evidence")
 
     def status(self) -> dict[str, Any]:
         return {

@@ -33,10 +33,10 @@ from civicledger.chain.merkle import compute_inclusion_proof, compute_root
 from civicledger.chain.proof import ReceiptProof
 from civicledger.chain.receipt import Receipt, decode_receipt
 from civicledger.chain.transaction import Transaction, decode_transaction, make_transaction
-from civicledger.consensus.bft.messages import Vote
+from civicledger.consensus.bft.messages import SignedProposal, Vote
 from civicledger.contracts.registry import ContractRegistry, default_registry
 from civicledger.contracts.schedule import DUE_PREFIX, ScheduledCall, id_key
-from civicledger.contracts.system.evidence import evidence_key
+from civicledger.contracts.system.evidence import PROPOSAL, evidence_key
 from civicledger.crypto.hashing import sha256
 from civicledger.crypto.keys import KeyPair
 from civicledger.encoding import Value, decode, encode
@@ -437,12 +437,30 @@ class Node:
 
     def record_evidence(self, first: Vote, second: Vote) -> None:
         """Submit proof of a validator's equivocation to the ``evidence`` contract."""
-        key = self.validator_key
-        if key is None or self.validators.get_power(first.validator) == 0:
-            return
         if first.validator != second.validator or first.block_hash == second.block_hash:
             return
         slot = evidence_key(first.validator, first.height, first.round, first.type)
+        self._submit_evidence(first.validator, slot, "submit", first, second)
+
+    def record_proposal_evidence(self, first: SignedProposal, second: SignedProposal) -> None:
+        """Submit proof that a proposer signed two blocks for one height and round."""
+        if not first.conflicts_with(second):
+            return
+        slot = evidence_key(first.proposer, first.height, first.round, PROPOSAL)
+        self._submit_evidence(first.proposer, slot, "submit_proposals", first, second)
+
+    def _submit_evidence(
+        self,
+        offender: bytes,
+        slot: str,
+        method: str,
+        first: Vote | SignedProposal,
+        second: Vote | SignedProposal,
+    ) -> None:
+        key = self.validator_key
+        # Validators report validators with power in the current set, each slot once.
+        if key is None or self.validators.get_power(offender) == 0:
+            return
         if slot in self._evidence_sent or len(self._evidence_sent) >= MAX_EVIDENCE_SENT:
             return
         self._evidence_sent.add(slot)
@@ -451,7 +469,7 @@ class Node:
             chain_id=self.chain_id,
             nonce=self.mempool.get_pending_nonce(key.address),
             contract="evidence",
-            method="submit",
+            method=method,
             args={"first": encode(first.to_value()), "second": encode(second.to_value())},
         )
         try:

@@ -36,6 +36,7 @@ __all__ = [
     "Decide",
     "Effect",
     "Equivocation",
+    "ProposalEquivocation",
     "RecordSigned",
     "ScheduleTimeout",
     "Tendermint",
@@ -143,7 +144,15 @@ class Equivocation:
     second: Vote
 
 
-Effect = RecordSigned | Broadcast | ScheduleTimeout | Decide | Equivocation
+@dataclass(frozen=True, slots=True)
+class ProposalEquivocation:
+    """The proposer signed two different blocks for one (height, round)."""
+
+    first: Proposal
+    second: Proposal
+
+
+Effect = RecordSigned | Broadcast | ScheduleTimeout | Decide | Equivocation | ProposalEquivocation
 
 
 # -- vote bookkeeping ----------------------------------------------------------------
@@ -384,13 +393,16 @@ class Tendermint:
         if len(state.proposals) >= MAX_PROPOSALS_PER_ROUND:
             return []
         # We prevote on the first; a second one (the proposer equivocated) is kept in
-        # case a quorum forms around it.
+        # case a quorum forms around it, and reported once.
+        first = state.proposal
         state.proposals[proposal.block_hash] = proposal
         if state.proposal is None:
             state.proposal = proposal
         assert self.validators is not None
         for votes in (state.prevotes, state.precommits):
             votes.readmit(proposal.block_hash, self.validators.get_power)
+        if first is not None and len(state.proposals) == 2:
+            return [ProposalEquivocation(first, proposal), *self._evaluate()]
         return self._evaluate()
 
     def on_vote(self, vote: Vote) -> list[Effect]:

@@ -26,6 +26,7 @@ __all__ = [
     "PRECOMMIT",
     "PREVOTE",
     "Proposal",
+    "SignedProposal",
     "Vote",
     "proposal_signing_bytes",
     "vote_signing_bytes",
@@ -147,6 +148,12 @@ class Proposal:
             self.signature,
         ]
 
+    def signed(self) -> SignedProposal:
+        """What the proposer signed, without the block: evidence of a double proposal."""
+        return SignedProposal(
+            self.height, self.round, self.block.hash, self.pol_round, self.proposer, self.signature
+        )
+
     @classmethod
     def from_value(
         cls, value: Value, known: Callable[[Hash32], Transaction | None] | None = None
@@ -166,6 +173,65 @@ class Proposal:
             _nonneg(height, "proposal height"),
             _nonneg(round_, "proposal round", MAX_ROUND),
             decode_block(block, known),
+            pol_round,
+            parse_public_key(proposer),
+            parse_signature(signature),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class SignedProposal:
+    """A proposal's signed fields with the block's hash in place of the block: small, and
+    enough to prove that a proposer signed two blocks for one height and round."""
+
+    height: int
+    round: int
+    block_hash: Hash32
+    pol_round: int
+    proposer: PublicKey
+    signature: Signature
+
+    def is_signature_valid(self, chain_id: str) -> bool:
+        message = proposal_signing_bytes(
+            chain_id, self.height, self.round, self.block_hash, self.pol_round
+        )
+        return is_valid_signature(self.proposer, message, self.signature)
+
+    def conflicts_with(self, other: SignedProposal) -> bool:
+        """Both for one proposer, height and round, naming different blocks."""
+        return (self.proposer, self.height, self.round) == (
+            other.proposer,
+            other.height,
+            other.round,
+        ) and self.block_hash != other.block_hash
+
+    def to_value(self) -> list[Value]:
+        return [
+            self.height,
+            self.round,
+            self.block_hash,
+            self.pol_round,
+            self.proposer,
+            self.signature,
+        ]
+
+    @classmethod
+    def from_value(cls, value: Value) -> SignedProposal:
+        if not isinstance(value, list) or len(value) != 6:
+            raise DecodeError("a signed proposal is a list of 6 items")
+        height, round_, block_hash, pol_round, proposer, signature = value
+        if not isinstance(block_hash, bytes) or len(block_hash) != 32:
+            raise DecodeError("signed proposal block hash must be 32 bytes")
+        if not isinstance(pol_round, int) or isinstance(pol_round, bool):
+            raise DecodeError("signed proposal pol_round must be an integer")
+        if not -1 <= pol_round < MAX_ROUND:
+            raise DecodeError("signed proposal pol_round out of range")
+        if not isinstance(proposer, bytes) or not isinstance(signature, bytes):
+            raise DecodeError("signed proposal proposer and signature must be bytes")
+        return cls(
+            _nonneg(height, "proposal height"),
+            _nonneg(round_, "proposal round", MAX_ROUND),
+            Hash32(block_hash),
             pol_round,
             parse_public_key(proposer),
             parse_signature(signature),

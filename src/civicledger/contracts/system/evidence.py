@@ -1,9 +1,13 @@
-"""Evidence of equivocation: two conflicting votes signed by one validator.
+"""Evidence of equivocation: two conflicting votes, or two conflicting proposals, signed
+by one validator.
 
 Any node that sees a validator sign two different votes for the same height, round and
-vote type submits both here. The contract checks both signatures for this chain, so the
+vote type submits both here (``submit``); one that sees a proposer sign two different
+blocks for the same height and round submits both signed proposals, without the blocks
+(``submit_proposals``). The contract checks both signatures for this chain, so the
 record is proof that anyone can re-check: ``evidence/<validator hex>/<height>/<round>/<type>``
-→ ``{"first", "second", "reported_by", "reported_at"}`` (the votes as encoded bytes).
+(``type`` is ``prevote``, ``precommit`` or ``proposal``) → ``{"first", "second",
+"reported_by", "reported_at"}`` (the two signed messages as encoded bytes).
 """
 
 from __future__ import annotations
@@ -12,9 +16,37 @@ from civicledger.contracts.base import Args, Context, Contract, ViewContext, cal
 from civicledger.encoding import Value, decode
 from civicledger.errors import ContractError, DecodeError
 
-__all__ = ["Evidence", "evidence_key"]
+__all__ = ["PROPOSAL", "Evidence", "evidence_key"]
 
 MAX_VOTE_BYTES = 512
+#: The ``type`` of evidence against a proposer that signed two blocks.
+PROPOSAL = "proposal"
+
+
+def _record(
+    ctx: Context,
+    validator: bytes,
+    height: int,
+    round_: int,
+    kind: str,
+    raw_first: bytes,
+    raw_second: bytes,
+) -> Value:
+    """Store checked evidence once and announce it."""
+    key = evidence_key(validator, height, round_, kind)
+    ctx.require(not ctx.has(key), "this equivocation is already recorded", code="duplicate")
+    ordered = sorted([raw_first, raw_second])
+    ctx.set(
+        key,
+        {
+            "first": ordered[0],
+            "second": ordered[1],
+            "reported_by": ctx.sender,
+            "reported_at": ctx.height,
+        },
+    )
+    ctx.emit("Equivocation", validator=validator, height=height, round=round_, type=kind)
+    return key
 
 
 def evidence_key(validator: bytes, height: int, round_: int, vote_type: str) -> str:
@@ -50,26 +82,38 @@ class Evidence(Contract):
             "a vote's signature is invalid",
             code="invalid_signature",
         )
-        key = evidence_key(first.validator, first.height, first.round, first.type)
-        ctx.require(not ctx.has(key), "this equivocation is already recorded", code="duplicate")
-        ordered = sorted([raw_first, raw_second])
-        ctx.set(
-            key,
-            {
-                "first": ordered[0],
-                "second": ordered[1],
-                "reported_by": ctx.sender,
-                "reported_at": ctx.height,
-            },
+        return _record(
+            ctx, first.validator, first.height, first.round, first.type, raw_first, raw_second
         )
-        ctx.emit(
-            "Equivocation",
-            validator=first.validator,
-            height=first.height,
-            round=first.round,
-            type=first.type,
+
+    @call
+    def submit_proposals(self, ctx: Context, args: Args) -> Value:
+        """Record two signed proposals of one proposer for one height and round that name
+        different blocks."""
+        from civicledger.consensus.bft.messages import SignedProposal
+
+        raw_first = args.blob_max("first", MAX_VOTE_BYTES)
+        raw_second = args.blob_max("second", MAX_VOTE_BYTES)
+        args.check_no_extra()
+        try:
+            first = SignedProposal.from_value(decode(raw_first))
+            second = SignedProposal.from_value(decode(raw_second))
+        except DecodeError as exc:
+            raise ContractError(
+                f"not a signed proposal: {exc.message}", code="bad_argument"
+            ) from None
+        ctx.require(
+            first.conflicts_with(second),
+            "the proposals are not one proposer's for one height and round, or do not conflict",
         )
-        return key
+        ctx.require(
+            first.is_signature_valid(ctx.chain_id) and second.is_signature_valid(ctx.chain_id),
+            "a proposal's signature is invalid",
+            code="invalid_signature",
+        )
+        return _record(
+            ctx, first.proposer, first.height, first.round, PROPOSAL, raw_first, raw_second
+        )
 
     @view
     def get(self, ctx: ViewContext, args: Args) -> Value:
