@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from civicledger.contracts.system.organisations import REGISTRATION_TTL_BLOCKS
 from civicledger.crypto.keys import KeyPair
 
 CAROL = KeyPair.from_seed(b"c" * 32)
@@ -127,6 +128,27 @@ def test_an_organisation_needs_validators_with_two_thirds_of_the_power(make_gene
     done = net.call(v2, "organisations", "register", land)
     assert done.ok and done.result == "land", done
     assert net.call(v0, "organisations", "register", land).error_code == "duplicate"
+
+
+def test_a_registration_the_others_do_not_approve_lapses(make_genesis, sign, alice):
+    net = Validators(make_genesis, sign)
+    v0, v1, v2, _ = net.keys
+    squat = {"id": "land", "name": "Land Registry", "admins": [CAROL.address]}
+    right = {"id": "land", "name": "Land Registry", "admins": [alice.address]}
+    assert net.call(v0, "organisations", "register", squat).result == "pending"
+    net.height += REGISTRATION_TTL_BLOCKS - 1
+    assert net.call(v1, "organisations", "register", right).error_code == "conflict"
+    net.height += 1  # the waiting registration has lapsed
+    lapsed = net.call(v1, "organisations", "register", right)
+    assert lapsed.result == "pending"
+    assert [e.name for e in lapsed.events] == [
+        "OrganisationRegistrationLapsed",
+        "OrganisationProposed",
+    ]
+    assert net.call(v2, "organisations", "register", right).result == "pending"
+    # v0's approval of the lapsed registration does not count for this one.
+    done = net.call(v0, "organisations", "register", right)
+    assert done.ok and done.result == "land", done
 
 
 def test_with_no_organisation_validators_with_two_thirds_approve_contracts(

@@ -10,9 +10,11 @@ sequential log (``log/<n>``) keep who did what, when and why.
 
 State (under ``organisations/``): ``org/<id>`` → ``{"name", "admins", "created_by",
 "created_at", "approved_by"}``; ``pending/<id>`` → ``{"name", "admins", "approvals",
-"proposed_at"}`` while validators approve it; ``role/<role>/<address hex>/<org>`` →
-``{"org", "granted_by", "granted_at"}`` (each organisation grants and revokes its own);
-``log_size`` → int; ``log/<n>`` → ``{"action",
+"proposed_at"}`` while validators approve it (for at most ``REGISTRATION_TTL_BLOCKS``
+blocks: a registration still waiting then gives way to the next one sent for that id, so
+one validator cannot hold an id with a registration the others will not approve);
+``role/<role>/<address hex>/<org>`` → ``{"org", "granted_by", "granted_at"}`` (each
+organisation grants and revokes its own); ``log_size`` → int; ``log/<n>`` → ``{"action",
 "org", "role", "address", "by", "height", "reason"}``.
 """
 
@@ -22,9 +24,11 @@ from civicledger.contracts.base import Args, Context, Contract, ViewContext, cal
 from civicledger.encoding import Value
 from civicledger.errors import ContractError
 
-__all__ = ["MAX_ADMINS", "Organisations", "role_key"]
+__all__ = ["MAX_ADMINS", "REGISTRATION_TTL_BLOCKS", "Organisations", "role_key"]
 
 MAX_ADMINS = 16
+#: A registration waiting for validators lapses this many blocks after it was proposed.
+REGISTRATION_TTL_BLOCKS = 10_000
 MAX_LOG_PAGE = 100
 
 
@@ -89,6 +93,12 @@ class Organisations(Contract):
         approvals: list[Value] = []
         proposed_at = ctx.height
         if isinstance(pending, dict):
+            started = pending["proposed_at"]
+            assert isinstance(started, int)
+            if ctx.height > started + REGISTRATION_TTL_BLOCKS:
+                ctx.emit("OrganisationRegistrationLapsed", id=org_id, proposed_at=started)
+                pending = None  # lapsed: this registration starts afresh
+        if isinstance(pending, dict):
             ctx.require(
                 pending["name"] == name and pending["admins"] == admins,
                 f"another registration of {org_id!r} is waiting for validators; send the same "
@@ -116,7 +126,7 @@ class Organisations(Contract):
             )
             ctx.emit("OrganisationProposed", id=org_id, name=name, approvals=len(approvals))
             return "pending"
-        if pending is not None:
+        if ctx.has(f"pending/{org_id}"):
             ctx.delete(f"pending/{org_id}")
         ctx.set("count", ctx.get_int("count") + 1)
         ctx.set(
