@@ -273,20 +273,27 @@ def _decode_short_form(data: bytes) -> Transaction | None:
     except IndexError:
         return None
     assert isinstance(args, dict)
-    tx = Transaction(
-        chain_id=chain_id,
-        sender=PublicKey(sender),
-        nonce=nonce,
-        contract=contract,
-        method=method,
-        args=args,
-        fuel_limit=fuel_limit,
-        expiry=expiry,
-        signature=Signature(signature),
-        _encoded=data,
+    return _checked(
+        Transaction(
+            chain_id=chain_id,
+            sender=PublicKey(sender),
+            nonce=nonce,
+            contract=contract,
+            method=method,
+            args=args,
+            fuel_limit=fuel_limit,
+            expiry=expiry,
+            signature=Signature(signature),
+            _encoded=data,
+        )
     )
+
+
+def _checked(tx: Transaction) -> Transaction:
+    """``tx`` once its fields are within bounds (``InvalidTransaction`` otherwise)."""
     validate_transaction_fields(tx)
-    if len(data) > MAX_ARGS_SIZE and len(encode(args)) > MAX_ARGS_SIZE:
+    # The arguments are part of the transaction: only a large one needs measuring.
+    if len(tx.encoded) > MAX_ARGS_SIZE and len(encode(tx.args)) > MAX_ARGS_SIZE:
         raise InvalidTransaction(f"arguments exceed {MAX_ARGS_SIZE} bytes", code="too_large")
     return tx
 
@@ -309,23 +316,9 @@ def transaction_from_value(value: Value, *, encoded: bytes = b"") -> Transaction
     if not isinstance(signature, bytes) or len(signature) != SIGNATURE_SIZE:
         raise DecodeError(f"transaction signature must be {SIGNATURE_SIZE} bytes")
     assert isinstance(nonce, int) and isinstance(fuel_limit, int) and isinstance(expiry, int)
-    tx = Transaction(
-        chain_id=chain_id,
-        sender=parse_public_key(sender, "transaction sender"),
-        nonce=nonce,
-        contract=contract,
-        method=method,
-        args=args,
-        fuel_limit=fuel_limit,
-        expiry=expiry,
-        signature=parse_signature(signature),
-        _encoded=encoded,
-    )
-    validate_transaction_fields(tx)
-    # The arguments are part of the transaction: only a large one needs measuring.
-    if len(tx.encoded) > MAX_ARGS_SIZE and len(encode(args)) > MAX_ARGS_SIZE:
-        raise InvalidTransaction(f"arguments exceed {MAX_ARGS_SIZE} bytes", code="too_large")
-    return tx
+    sender_key = parse_public_key(sender, "transaction sender")
+    fields = (chain_id, sender_key, nonce, contract, method, args, fuel_limit, expiry)
+    return _checked(Transaction(*fields, parse_signature(signature), _encoded=encoded))
 
 
 def make_transaction(

@@ -158,25 +158,31 @@ class Proposal:
     def from_value(
         cls, value: Value, known: Callable[[Hash32], Transaction | None] | None = None
     ) -> Proposal:
-        if not isinstance(value, list) or len(value) != 6:
-            raise DecodeError("a proposal is a list of 6 items")
-        height, round_, block, pol_round, proposer, signature = value
+        height, round_, block, pol_round, proposer, signature = _proposal_fields(value, "proposal")
         if not isinstance(block, bytes):
             raise DecodeError("proposal block must be bytes")
-        if not isinstance(pol_round, int) or isinstance(pol_round, bool):
-            raise DecodeError("proposal pol_round must be an integer")
-        if not -1 <= pol_round < MAX_ROUND:
-            raise DecodeError("proposal pol_round out of range")
-        if not isinstance(proposer, bytes) or not isinstance(signature, bytes):
-            raise DecodeError("proposal proposer and signature must be bytes")
-        return cls(
-            _nonneg(height, "proposal height"),
-            _nonneg(round_, "proposal round", MAX_ROUND),
-            decode_block(block, known),
-            pol_round,
-            parse_public_key(proposer),
-            parse_signature(signature),
-        )
+        return cls(height, round_, decode_block(block, known), pol_round, proposer, signature)
+
+
+def _proposal_fields(value: Value, what: str) -> tuple[int, int, Value, int, PublicKey, Signature]:
+    """The six items of a proposal or signed proposal, all but the third checked."""
+    if not isinstance(value, list) or len(value) != 6:
+        raise DecodeError(f"a {what} is a list of 6 items")
+    height, round_, third, pol_round, proposer, signature = value
+    if not isinstance(pol_round, int) or isinstance(pol_round, bool):
+        raise DecodeError(f"{what} pol_round must be an integer")
+    if not -1 <= pol_round < MAX_ROUND:
+        raise DecodeError(f"{what} pol_round out of range")
+    if not isinstance(proposer, bytes) or not isinstance(signature, bytes):
+        raise DecodeError(f"{what} proposer and signature must be bytes")
+    return (
+        _nonneg(height, "proposal height"),
+        _nonneg(round_, "proposal round", MAX_ROUND),
+        third,
+        pol_round,
+        parse_public_key(proposer),
+        parse_signature(signature),
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -217,22 +223,9 @@ class SignedProposal:
 
     @classmethod
     def from_value(cls, value: Value) -> SignedProposal:
-        if not isinstance(value, list) or len(value) != 6:
-            raise DecodeError("a signed proposal is a list of 6 items")
-        height, round_, block_hash, pol_round, proposer, signature = value
+        height, round_, block_hash, pol_round, proposer, signature = _proposal_fields(
+            value, "signed proposal"
+        )
         if not isinstance(block_hash, bytes) or len(block_hash) != 32:
             raise DecodeError("signed proposal block hash must be 32 bytes")
-        if not isinstance(pol_round, int) or isinstance(pol_round, bool):
-            raise DecodeError("signed proposal pol_round must be an integer")
-        if not -1 <= pol_round < MAX_ROUND:
-            raise DecodeError("signed proposal pol_round out of range")
-        if not isinstance(proposer, bytes) or not isinstance(signature, bytes):
-            raise DecodeError("signed proposal proposer and signature must be bytes")
-        return cls(
-            _nonneg(height, "proposal height"),
-            _nonneg(round_, "proposal round", MAX_ROUND),
-            Hash32(block_hash),
-            pol_round,
-            parse_public_key(proposer),
-            parse_signature(signature),
-        )
+        return cls(height, round_, Hash32(block_hash), pol_round, proposer, signature)

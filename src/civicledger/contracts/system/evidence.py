@@ -12,6 +12,9 @@ record is proof that anyone can re-check: ``evidence/<validator hex>/<height>/<r
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import TypeVar
+
 from civicledger.contracts.base import Args, Context, Contract, ViewContext, call, view
 from civicledger.encoding import Value, decode
 from civicledger.errors import ContractError, DecodeError
@@ -19,6 +22,7 @@ from civicledger.errors import ContractError, DecodeError
 __all__ = ["PROPOSAL", "Evidence", "evidence_key"]
 
 MAX_VOTE_BYTES = 512
+T = TypeVar("T")
 #: The ``type`` of evidence against a proposer that signed two blocks.
 PROPOSAL = "proposal"
 
@@ -49,6 +53,19 @@ def _record(
     return key
 
 
+def _pair(
+    args: Args, from_value: Callable[[Value], T], what: str
+) -> tuple[tuple[bytes, T], tuple[bytes, T]]:
+    """The ``first`` and ``second`` arguments, each as its bytes and decoded."""
+    raw = [args.blob_max(name, MAX_VOTE_BYTES) for name in ("first", "second")]
+    args.check_no_extra()
+    try:
+        first, second = (from_value(decode(item)) for item in raw)
+    except DecodeError as exc:
+        raise ContractError(f"not {what}: {exc.message}", code="bad_argument") from None
+    return (raw[0], first), (raw[1], second)
+
+
 def evidence_key(validator: bytes, height: int, round_: int, vote_type: str) -> str:
     return f"evidence/{validator.hex()}/{height}/{round_}/{vote_type}"
 
@@ -61,14 +78,7 @@ class Evidence(Contract):
         """Record two conflicting signed votes of one validator."""
         from civicledger.consensus.bft.messages import Vote
 
-        raw_first = args.blob_max("first", MAX_VOTE_BYTES)
-        raw_second = args.blob_max("second", MAX_VOTE_BYTES)
-        args.check_no_extra()
-        try:
-            first = Vote.from_value(decode(raw_first))
-            second = Vote.from_value(decode(raw_second))
-        except DecodeError as exc:
-            raise ContractError(f"not a vote: {exc.message}", code="bad_argument") from None
+        (raw_first, first), (raw_second, second) = _pair(args, Vote.from_value, "a vote")
         same_slot = (first.validator, first.height, first.round, first.type) == (
             second.validator,
             second.height,
@@ -92,16 +102,9 @@ class Evidence(Contract):
         different blocks."""
         from civicledger.consensus.bft.messages import SignedProposal
 
-        raw_first = args.blob_max("first", MAX_VOTE_BYTES)
-        raw_second = args.blob_max("second", MAX_VOTE_BYTES)
-        args.check_no_extra()
-        try:
-            first = SignedProposal.from_value(decode(raw_first))
-            second = SignedProposal.from_value(decode(raw_second))
-        except DecodeError as exc:
-            raise ContractError(
-                f"not a signed proposal: {exc.message}", code="bad_argument"
-            ) from None
+        (raw_first, first), (raw_second, second) = _pair(
+            args, SignedProposal.from_value, "a signed proposal"
+        )
         ctx.require(
             first.conflicts_with(second),
             "the proposals are not one proposer's for one height and round, or do not conflict",
