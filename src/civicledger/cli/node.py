@@ -124,10 +124,17 @@ def up(validators: int, home: Path, port: int, p2p_port: int, reset: bool) -> No
     try:
         while not stopping.is_set():
             for name, _url, process, log_path in processes:
-                if process.poll() is not None:
-                    raise CliError(
-                        f"{name} exited with status {process.returncode}; see {log_path}"
-                    )
+                if process.poll() is None:
+                    continue
+                if process.returncode == 0:
+                    # A node stops cleanly when asked (Ctrl-C reaches the whole terminal
+                    # group): the network stops with it.
+                    click.echo(f"{name} stopped")
+                    stopping.set()
+                    break
+                raise CliError(f"{name} exited with status {process.returncode}; see {log_path}")
+            if stopping.is_set():
+                break
             for name, url, _, _ in processes:
                 click.echo(_status_line(name, url))
             stopping.wait(2.0)
