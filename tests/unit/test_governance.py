@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
+
+import pytest
 
 from civicledger.chain.transaction import Transaction
 from civicledger.crypto.keys import KeyPair
@@ -144,3 +147,63 @@ def test_a_change_needs_more_than_two_thirds_of_the_power(make_genesis, sign):
     # 1 of 4, then 2 of 4: still open; 3 of 4 (> 2/3): applied, due two blocks later.
     assert statuses == [{"id": 1, "status": "open"}, "open", "applied"]
     assert NEXT_VALIDATORS_KEY in state.items
+
+
+def test_proofs_after_validator_set_changes_verify_from_the_genesis_validators(
+    node, sign, validator_key, alice
+):
+    from civicledger.chain.proof import ReceiptProof, verify_receipt_proof
+    from civicledger.errors import InvalidProof
+    from civicledger.state.bundle import StateProofBundle, verify_state_bundle
+
+    genesis_set = node.genesis.validators
+    chain = Chain(node, sign, validator_key)
+    chain.call(
+        "propose", {"action": "set_power", "public_key": validator_key.public_key, "power": 10}
+    )
+    chain.block()
+    chain.call("propose", {"action": "add_validator", "public_key": NEW.public_key, "power": 1})
+    chain.block()
+    chain.block()
+    assert node.validators.get_power(NEW.public_key) == 1
+    # Two handoffs: to the set with power 10, then to the set with NEW.
+    handoffs = node.get_handoffs(below=node.head.height + 1)
+    assert [h.next_validators().hash for h in handoffs][-1] == node.validators.hash
+    assert len(handoffs) == 2
+
+    mint = sign(alice, 0, "accounts", "mint", {"to": alice.address, "amount": 7})
+    node.submit(mint.encoded)
+    chain.block()
+    saved = node.get_receipt_proof(mint.tx_id).to_json()
+    proof = ReceiptProof.from_json(saved)
+    assert len(proof.handoffs) == 2
+    verify_receipt_proof(proof, trusted_validators=genesis_set)
+    state = StateProofBundle.from_json(
+        node.get_state_proof("accounts", f"balance/{alice.address.hex()}").to_json()
+    )
+    verify_state_bundle(state, trusted_validators=genesis_set)
+
+    # Without the handoffs, or with one left out, the genesis set does not lead there.
+    for kept in ([], saved["handoffs"][1:], saved["handoffs"][:1]):
+        cut = ReceiptProof.from_json({**saved, "handoffs": kept})
+        with pytest.raises(InvalidProof, match="validator set"):
+            verify_receipt_proof(cut, trusted_validators=genesis_set)
+    # A handoff whose state proof names another set fails its state proof.
+    forged = handoffs[1]
+    other = dataclasses.replace(
+        forged,
+        proof=dataclasses.replace(forged.proof, value=handoffs[0].proof.value),
+    )
+    bad = ReceiptProof.from_json(
+        {**saved, "handoffs": [saved["handoffs"][0], other.encoded().hex()]}
+    )
+    with pytest.raises(InvalidProof):
+        verify_receipt_proof(bad, trusted_validators=genesis_set)
+    # Out of order.
+    swapped = ReceiptProof.from_json({**saved, "handoffs": saved["handoffs"][::-1]})
+    with pytest.raises(InvalidProof):
+        verify_receipt_proof(swapped, trusted_validators=genesis_set)
+    # Proofs of blocks before the first handoff need none.
+    early = node.get_state_proof("accounts", f"balance/{alice.address.hex()}", height=1)
+    assert early.handoffs == ()
+    verify_state_bundle(early, trusted_validators=genesis_set)

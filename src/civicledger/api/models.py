@@ -311,6 +311,10 @@ class ReceiptProofFile(_Model):
     header: Hex
     commit: Hex
     validators: Hex
+    handoffs: list[Hex] | None = Field(
+        default=None,
+        description="Validator-set handoffs below the block, in height order (absent: none)",
+    )
 
 
 #: A ledger value in JSON (docs/spec/encoding.md, "JSON mapping"): no floats, integers of
@@ -361,3 +365,7 @@ class StateProofFile(_Model):
     header: Hex
     commit: Hex
     validators: Hex
+    handoffs: list[Hex] | None = Field(
+        default=None,
+        description="Validator-set handoffs below the block, in height order (absent: none)",
+    )

@@ -12,6 +12,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from civicledger.chain.block import Commit, Header, ValidatorSet
+from civicledger.chain.handoff import (
+    Handoff,
+    handoffs_from_json,
+    handoffs_to_json,
+    trusted_signers,
+)
 from civicledger.chain.merkle import InclusionProof, verify_inclusion
 from civicledger.chain.receipt import Receipt, decode_receipt
 from civicledger.chain.transaction import Transaction, decode_transaction
@@ -34,6 +40,9 @@ class ReceiptProof:
     header: Header
     commit: Commit
     validators: ValidatorSet
+    #: The validator-set handoffs below the block (``chain/handoff.py``), so that a
+    #: verifier that trusts the genesis validators can follow them to this block's.
+    handoffs: tuple[Handoff, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         """The saved form: every consensus object as hex of its canonical encoding."""
@@ -49,7 +58,7 @@ class ReceiptProof:
             "header": self.header.encoded.hex(),
             "commit": self.commit.encoded.hex(),
             "validators": encode(self.validators.to_value()).hex(),
-        }
+        } | ({"handoffs": handoffs_to_json(self.handoffs)} if self.handoffs else {})
 
     @classmethod
     def from_json(cls, obj: Any) -> ReceiptProof:
@@ -72,6 +81,7 @@ class ReceiptProof:
             header=Header.from_value(value("header")),
             commit=Commit.from_value(value("commit")),
             validators=ValidatorSet.from_value(value("validators")),
+            handoffs=handoffs_from_json(obj),
         )
         # The readable summary fields must say what the proven objects say.
         if obj.get("tx_id") != proof.transaction.tx_id.hex():
@@ -91,7 +101,7 @@ def verify_receipt_proof(
 
     Without ``trusted_validators`` the proof shows the block was signed by the validator
     set its header names; pass the set you trust (e.g. from the genesis file) to check
-    that it is that one.
+    that it is that one, or the one it hands over to through the proof's handoffs.
     """
     tx, receipt, header = proof.transaction, proof.receipt, proof.header
     try:
@@ -113,9 +123,8 @@ def verify_receipt_proof(
         verify_inclusion(tx.encoded, proof.tx_proof, header.tx_root)
         # The receipt is in the block's receipts root.
         verify_inclusion(receipt.encoded, proof.receipt_proof, header.receipts_root)
-        # The validator set is the one we trust, if we were told one.
-        if trusted_validators is not None and proof.validators.hash != trusted_validators.hash:
-            raise InvalidProof("the block was signed by a validator set you do not trust")
+        # The validator set is the one the set we trust leads to, if we were told one.
+        trusted_signers(header, proof.validators, trusted_validators, proof.handoffs)
         # More than 2/3 of that validator set signed this very header.
         proof.commit.validate(header.chain_id, header, proof.validators)
     except InvalidBlock as exc:

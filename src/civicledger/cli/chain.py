@@ -93,7 +93,10 @@ def genesis_option(fn: Any) -> Any:
     return click.option(
         "--genesis",
         type=click.Path(exists=True, dir_okay=False, path_type=Path),
-        help="Trust only the validators of this genesis file.",
+        help=(
+            "Trust only the validators of this genesis file (and the validator-set "
+            "handoffs the proof carries, each signed by the set before it)."
+        ),
     )(fn)
 
 
@@ -391,6 +394,8 @@ def receipt_verify(file: Path, genesis: Path | None) -> None:
         f"{proof.transaction.sender_address.hex()}"
     )
     click.echo(f"  signed by validators: {signers}")
+    if trusted is not None and proof.handoffs:
+        click.echo(f"  followed {len(proof.handoffs)} validator-set handoff(s) from genesis")
     if trusted is None:
         click.echo(
             "  note: checked against the validator set named in the block; pass --genesis "

@@ -29,6 +29,7 @@ from civicledger.chain.block import (
     decode_header,
 )
 from civicledger.chain.genesis import Genesis
+from civicledger.chain.handoff import MAX_HANDOFFS, Handoff
 from civicledger.chain.merkle import compute_inclusion_proof, compute_root
 from civicledger.chain.proof import ReceiptProof
 from civicledger.chain.receipt import Receipt, decode_receipt
@@ -59,7 +60,8 @@ from civicledger.node.signer_state import SignerState
 from civicledger.state.bundle import StateProofBundle, contract_state_key
 from civicledger.state.ordered import StateTree
 from civicledger.state.overlay import KeyIndex, Layer, Meter, StateReader, merged_scan
-from civicledger.state.system import get_validator_set
+from civicledger.state.smt import StateProof
+from civicledger.state.system import VALIDATORS_KEY, get_validator_set
 from civicledger.storage.sqlite import BlockStore
 from civicledger.types import Address, Hash32
 
@@ -697,11 +699,39 @@ class Node:
             scheduled=[(rc.tx_id, rc.encoded) for rc in result.scheduled],
             undo=self._candidate.inverse if self._candidate is not None else {},
             keep_undo_from=header.height - self.state_history + 1,
+            handoff=self._handoff_proof(result, validators),
         )
         self.head = header
         self._validators = None
         self._recent_ids[header.height] = (header, commit, [tx.tx_id for tx in block.transactions])
         self._recent_ids.pop(header.height - RECENT_BLOCK_IDS, None)
+
+    def _handoff_proof(self, result: ExecutionResult, signers: ValidatorSet) -> bytes | None:
+        """If the block hands over to another validator set, the state proof of that set
+        against the block's state root (the candidate's writes are in the tree)."""
+        raw = result.changes.get(VALIDATORS_KEY)
+        if raw is None or raw == encode(signers.to_value()):
+            return None
+        return encode(self.state.prove(VALIDATORS_KEY).to_value())
+
+    def get_handoffs(self, below: int) -> tuple[Handoff, ...]:
+        """The validator-set handoffs below height ``below``, in order (at most
+        ``MAX_HANDOFFS``): what a client that trusts the genesis validators follows to the
+        set that signs a block at that height."""
+        found = []
+        for height, raw in self.store.get_handoffs(below, MAX_HANDOFFS):
+            header = self.get_header(height)
+            stored = self.store.get_block(height)
+            assert stored is not None
+            found.append(
+                Handoff(
+                    header,
+                    decode_commit(stored.commit),
+                    self.get_validator_set(header.validator_set_hash),
+                    StateProof.from_value(decode(raw)),
+                )
+            )
+        return tuple(found)
 
     # -- reads -------------------------------------------------------------------
 
@@ -818,6 +848,7 @@ class Node:
             header=block.header,
             commit=commit,
             validators=self.get_validator_set(block.header.validator_set_hash),
+            handoffs=self.get_handoffs(below=block.header.height),
         )
 
     def get_state_proof(
@@ -877,6 +908,7 @@ class Node:
             header=block.header,
             commit=commit,
             validators=self.get_validator_set(block.header.validator_set_hash),
+            handoffs=self.get_handoffs(below=block.header.height),
         )
 
     def query(self, contract: str, method: str, args: dict[str, Value]) -> Value:

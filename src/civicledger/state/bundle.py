@@ -13,6 +13,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from civicledger.chain.block import Commit, Header, ValidatorSet
+from civicledger.chain.handoff import (
+    Handoff,
+    handoffs_from_json,
+    handoffs_to_json,
+    trusted_signers,
+)
 from civicledger.encoding import decode, encode
 from civicledger.errors import DecodeError, InvalidBlock, InvalidProof
 from civicledger.state.smt import StateProof, verify_proof
@@ -35,6 +41,8 @@ class StateProofBundle:
     header: Header
     commit: Commit
     validators: ValidatorSet
+    #: The validator-set handoffs below the block (``chain/handoff.py``).
+    handoffs: tuple[Handoff, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         value = self.proof.value
@@ -49,7 +57,7 @@ class StateProofBundle:
             "header": self.header.encoded.hex(),
             "commit": self.commit.encoded.hex(),
             "validators": encode(self.validators.to_value()).hex(),
-        }
+        } | ({"handoffs": handoffs_to_json(self.handoffs)} if self.handoffs else {})
 
     @classmethod
     def from_json(cls, obj: Any) -> StateProofBundle:
@@ -71,6 +79,7 @@ class StateProofBundle:
             header=Header.from_value(decode(field("header"))),
             commit=Commit.from_value(decode(field("commit"))),
             validators=ValidatorSet.from_value(decode(field("validators"))),
+            handoffs=handoffs_from_json(obj),
         )
         # The readable fields must say what the proven objects say.
         if "value" not in obj:
@@ -97,9 +106,8 @@ def verify_state_bundle(
         raise InvalidProof("the proof is for another key")
     # The key's value is in the block's state root.
     verify_proof(header.state_root, bundle.proof)
-    # The validator set is the one we trust, if we were told one.
-    if trusted_validators is not None and bundle.validators.hash != trusted_validators.hash:
-        raise InvalidProof("the block was signed by a validator set you do not trust")
+    # The validator set is the one the set we trust leads to, if we were told one.
+    trusted_signers(header, bundle.validators, trusted_validators, bundle.handoffs)
     # More than 2/3 of that validator set signed this header.
     try:
         bundle.commit.validate(header.chain_id, header, bundle.validators)

@@ -11,6 +11,8 @@ Tables::
     state(key BLOB PRIMARY KEY, value BLOB)         the current state
     validator_sets(hash BLOB PRIMARY KEY, value BLOB)   every validator set a header names
     scheduled(id BLOB PRIMARY KEY, height, idx, receipt BLOB)   receipts of scheduled calls
+    handoffs(height INTEGER PRIMARY KEY, proof BLOB)   the state proof of the next validator
+                                                    set after each block that changed it
     state_undo(height, key BLOB, old BLOB NULL)     what each recent block overwrote, so
                                                     the state at a retained height can be
                                                     rebuilt and proven
@@ -58,6 +60,7 @@ CREATE TABLE IF NOT EXISTS scheduled (
     receipt BLOB NOT NULL,
     UNIQUE (height, idx)
 );
+CREATE TABLE IF NOT EXISTS handoffs (height INTEGER PRIMARY KEY, proof BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS state_undo (
     height INTEGER NOT NULL,
     key BLOB NOT NULL,
@@ -211,8 +214,12 @@ class BlockStore:
         undo: dict[bytes, bytes | None] | None = None,
         keep_undo_from: int = 0,
         scheduled: list[tuple[bytes, bytes]] | None = None,
+        handoff: bytes | None = None,
     ) -> None:
         """Atomically append a block: ``txs`` are ``(tx_id, raw, receipt)`` in block order.
+
+        ``handoff``: for a block after which another validator set signs, the encoded state
+        proof of that set against this block's state root (``chain/handoff.py``).
 
         ``scheduled`` are ``(schedule_id, receipt)`` of the scheduled calls the block ran.
         ``undo`` maps each changed key to its value before the block (``None``: absent);
@@ -243,6 +250,10 @@ class BlockStore:
                     db.execute(
                         "INSERT OR IGNORE INTO validator_sets (hash, value) VALUES (?, ?)",
                         validator_set,
+                    )
+                if handoff is not None:
+                    db.execute(
+                        "INSERT INTO handoffs (height, proof) VALUES (?, ?)", (height, handoff)
                     )
                 if scheduled:
                     db.executemany(
@@ -337,6 +348,14 @@ class BlockStore:
     def iter_state(self) -> Iterator[tuple[bytes, bytes]]:
         for key, value in self._db.execute("SELECT key, value FROM state"):
             yield bytes(key), bytes(value)
+
+    def get_handoffs(self, below: int, limit: int) -> list[tuple[int, bytes]]:
+        """``(height, proof)`` of the validator-set handoffs below ``below``, in order."""
+        rows = self._db.execute(
+            "SELECT height, proof FROM handoffs WHERE height < ? ORDER BY height LIMIT ?",
+            (below, limit),
+        ).fetchall()
+        return [(int(h), bytes(p)) for h, p in rows]
 
     def state_undo_since(self, height: int, limit: int) -> dict[bytes, bytes | None] | None:
         """What undoes every block above ``height``: key -> its value after block ``height``.
