@@ -195,7 +195,7 @@ def test_cli_tour_with_offline_receipt(tmp_path):
             check=True,
         )
         old = civic("doc", "verify", str(v1), env=env)
-        assert old.returncode == 1 and "SUPERSEDED" in old.stderr
+        assert old.returncode == 1 and "SUPERSEDED" in old.stdout
         new = civic("doc", "verify", str(v2), env=env)
         assert new.returncode == 0 and "CURRENT" in new.stdout
 

@@ -150,7 +150,7 @@ def test_a_change_needs_more_than_two_thirds_of_the_power(make_genesis, sign):
 
 
 def test_proofs_after_validator_set_changes_verify_from_the_genesis_validators(
-    node, sign, validator_key, alice
+    node, sign, validator_key, alice, tmp_path
 ):
     from civicledger.chain.proof import ReceiptProof, verify_receipt_proof
     from civicledger.errors import InvalidProof
@@ -207,3 +207,25 @@ def test_proofs_after_validator_set_changes_verify_from_the_genesis_validators(
     early = node.get_state_proof("accounts", f"balance/{alice.address.hex()}", height=1)
     assert early.handoffs == ()
     verify_state_bundle(early, trusted_validators=genesis_set)
+
+    # The command line follows them too, offline.
+    import json
+
+    from click.testing import CliRunner
+
+    from civicledger.cli.main import cli
+
+    genesis_file = tmp_path / "genesis.json"
+    genesis_file.write_text(json.dumps(node.genesis.to_json()))
+    receipt_file = tmp_path / "receipt.json"
+    receipt_file.write_text(json.dumps(saved))
+    result = CliRunner().invoke(
+        cli, ["receipt", "verify", str(receipt_file), "--genesis", str(genesis_file)]
+    )
+    assert result.exit_code == 0, result.output
+    assert "followed 2 validator-set handoff(s) from genesis" in result.output
+    receipt_file.write_text(json.dumps({**saved, "handoffs": saved["handoffs"][:1]}))
+    result = CliRunner().invoke(
+        cli, ["receipt", "verify", str(receipt_file), "--genesis", str(genesis_file)]
+    )
+    assert result.exit_code == 1 and "INVALID" in result.output

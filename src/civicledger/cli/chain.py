@@ -260,18 +260,23 @@ def doc_verify(file: Path, node_url: str) -> None:
     digest = sha256_file(file)
     with client_of(node_url) as client:
         found = client.query("documents", "lookup", {"sha256": digest})
+    # The verdict is the answer, on standard output; the exit status says whether the file
+    # is the current version (0) or not (1), for scripts.
     if not found["registered"]:
-        raise CliError(f"{file} (sha256 {digest.hex()}) is not registered")
+        click.echo(f"NOT REGISTERED: {file} (sha256 {digest.hex()}) is not on the ledger")
+        raise click.exceptions.Exit(1)
     where = f"{found['id']!r} version {found['version']} of {found['latest_version']}"
     if found["current"]:
         click.echo(f"CURRENT: {file} is {where}, {found['title']!r}")
         return
     if found["status"] != "active":
-        raise CliError(f"REVOKED: {file} is {where}; the document was revoked")
-    raise CliError(
-        f"SUPERSEDED: {file} is {where}; the current version has sha256 "
-        f"{found['latest_sha256']['$bytes']}"
-    )
+        click.echo(f"REVOKED: {file} is {where}; the document was revoked")
+    else:
+        click.echo(
+            f"SUPERSEDED: {file} is {where}; the current version has sha256 "
+            f"{found['latest_sha256']['$bytes']}"
+        )
+    raise click.exceptions.Exit(1)
 
 
 # -- account -------------------------------------------------------------------------
@@ -457,6 +462,13 @@ def state_verify(file: Path, genesis: Path | None) -> None:
     else:
         shown = json.dumps(value_to_json(decode(bundle.proof.value)))
         click.echo(f"VALID: {where} = {shown}")
+    if trusted is None:
+        click.echo(
+            "  note: checked against the validator set named in the block; pass --genesis "
+            "to pin the validators you trust"
+        )
+    elif bundle.handoffs:
+        click.echo(f"  followed {len(bundle.handoffs)} validator-set handoff(s) from genesis")
 
 
 # -- contract ------------------------------------------------------------------------

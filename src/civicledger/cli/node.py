@@ -6,6 +6,7 @@ import secrets
 import shutil
 import signal
 import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -118,12 +119,19 @@ def up(validators: int, home: Path, port: int, p2p_port: int, reset: bool) -> No
     stopping = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopping.set())
     node0 = existing[0].parent
-    click.echo(f"try:  export CIVIC_HOME={node0} CIVIC_PASSPHRASE_FILE={node0 / 'passphrase'}")
+    click.echo(
+        f"try:  export PATH={Path(sys.executable).parent}:$PATH CIVIC_HOME={node0} "
+        f"CIVIC_PASSPHRASE_FILE={node0 / 'passphrase'}"
+    )
     click.echo("      civic account mint --key issuer --to <address> --amount 100")
     click.echo("Ctrl-C stops the network")
+    watched = list(processes)
+    shown: list[str] = []
+    shown_at = 0.0
     try:
         while not stopping.is_set():
-            for name, _url, process, log_path in processes:
+            for entry in list(watched):
+                name, _url, process, log_path = entry
                 if process.poll() is None:
                     continue
                 if process.returncode == 0:
@@ -132,11 +140,24 @@ def up(validators: int, home: Path, port: int, p2p_port: int, reset: bool) -> No
                     click.echo(f"{name} stopped")
                     stopping.set()
                     break
-                raise CliError(f"{name} exited with status {process.returncode}; see {log_path}")
+                # A node that dies (kill -9, a crash) leaves the others running, as in a
+                # real network; it catches up when started again.
+                watched.remove(entry)
+                click.echo(
+                    f"{name} exited with status {process.returncode} (see {log_path}); the "
+                    f"others go on. Start it again with: civic node start --config "
+                    f"{log_path.parent / 'config.toml'}"
+                )
             if stopping.is_set():
                 break
-            for name, url, _, _ in processes:
-                click.echo(_status_line(name, url))
+            if not watched:
+                raise CliError("every node has exited; see their node.log files")
+            # Status lines when something changed, or every 30 s.
+            lines = [_status_line(name, url) for name, url, _, _ in watched]
+            if lines != shown or time.monotonic() - shown_at > 30:
+                for line in lines:
+                    click.echo(line)
+                shown, shown_at = lines, time.monotonic()
             stopping.wait(2.0)
     except KeyboardInterrupt:
         pass
