@@ -229,3 +229,33 @@ def test_proofs_after_validator_set_changes_verify_from_the_genesis_validators(
         cli, ["receipt", "verify", str(receipt_file), "--genesis", str(genesis_file)]
     )
     assert result.exit_code == 1 and "INVALID" in result.output
+    # A genesis file of another chain with the same validators does not vouch for it.
+    other = json.loads(genesis_file.read_text())
+    other["chain_id"] = "another-network"
+    genesis_file.write_text(json.dumps(other))
+    receipt_file.write_text(json.dumps(saved))
+    result = CliRunner().invoke(
+        cli, ["receipt", "verify", str(receipt_file), "--genesis", str(genesis_file)]
+    )
+    assert result.exit_code == 1 and "genesis file is of 'another-network'" in result.output
+    # "handoffs": null reads as none.
+    assert ReceiptProof.from_json({**saved, "handoffs": None}).handoffs == ()
+
+
+def test_a_proof_that_would_need_too_many_handoffs_is_refused(
+    node, sign, validator_key, alice, monkeypatch
+):
+    import civicledger.node.node as node_module
+    from civicledger.errors import NotFound
+
+    chain = Chain(node, sign, validator_key)
+    chain.call(
+        "propose", {"action": "set_power", "public_key": validator_key.public_key, "power": 10}
+    )
+    chain.block()
+    chain.call("propose", {"action": "add_validator", "public_key": NEW.public_key, "power": 1})
+    chain.block()
+    chain.block()
+    monkeypatch.setattr(node_module, "MAX_HANDOFFS", 1)
+    with pytest.raises(NotFound, match="more than 1 validator-set handoffs"):
+        node.get_state_proof("accounts", f"balance/{alice.address.hex()}")

@@ -88,8 +88,11 @@ def follow_handoffs(
     that signs block 1: the genesis validators) and following, in height order, every
     handoff below ``height``. Raises ``InvalidProof`` naming the first link that fails.
 
-    A handoff that is left out cannot be hidden: the set reached would not be the one
-    the block at ``height`` names, and its certificate would not check against it.
+    A handoff left out in the middle is caught (the next one is signed by a set the
+    walk does not reach). Handoffs left out at the end are not: a proof then rests on a
+    set that governance has since replaced. That is sound only while replaced validators
+    never sign blocks outside their term (their keys stay secure after retirement), the
+    assumption of every light client without a trusting period.
     """
     if len(handoffs) > MAX_HANDOFFS:
         raise InvalidProof(f"more than {MAX_HANDOFFS} handoffs")
@@ -129,7 +132,7 @@ def handoffs_to_json(handoffs: Sequence[Handoff]) -> list[str]:
 
 def handoffs_from_json(obj: dict[str, Any]) -> tuple[Handoff, ...]:
     """The ``handoffs`` of a proof file (absent: none)."""
-    items = obj.get("handoffs", [])
+    items = obj.get("handoffs") or []
     if not isinstance(items, list) or len(items) > MAX_HANDOFFS:
         raise DecodeError(f"'handoffs' must be a list of at most {MAX_HANDOFFS} hex strings")
     return tuple(Handoff.from_value(decode(parse_hex(item, what="handoff"))) for item in items)

@@ -79,14 +79,28 @@ def _save_or_print(obj: Any, output: Path | None, saved: str) -> None:
         click.echo(saved)
 
 
-def _read_offline(file: Path, what: str, genesis: Path | None) -> tuple[Any, ValidatorSet | None]:
-    """A saved proof's JSON and the validators to trust (from ``--genesis``), for offline
-    verification."""
+def _read_offline(
+    file: Path, what: str, genesis: Path | None
+) -> tuple[Any, ValidatorSet | None, str | None]:
+    """A saved proof's JSON, the validators to trust and the chain they are for (from
+    ``--genesis``), for offline verification."""
     try:
         obj = json.loads(file.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise CliError(f"{file} is not a JSON {what}: {exc}") from None
-    return obj, (load_genesis(genesis).validators if genesis else None)
+    if genesis is None:
+        return obj, None, None
+    loaded = load_genesis(genesis)
+    return obj, loaded.validators, loaded.chain_id
+
+
+def _same_chain(header_chain: str, genesis_chain: str | None) -> None:
+    """With ``--genesis``, the proof must be of that genesis file's chain (networks may
+    share validator keys: a test network's proof must not pass for production)."""
+    if genesis_chain is not None and header_chain != genesis_chain:
+        raise InvalidProof(
+            f"the proof is of chain {header_chain!r}; the genesis file is of {genesis_chain!r}"
+        )
 
 
 def genesis_option(fn: Any) -> Any:
@@ -383,9 +397,10 @@ def receipt_get(tx_id: str, output: Path | None, node_url: str) -> None:
 @genesis_option
 def receipt_verify(file: Path, genesis: Path | None) -> None:
     """Verify a saved receipt offline: no node is contacted."""
-    obj, trusted = _read_offline(file, "receipt", genesis)
+    obj, trusted, chain_id = _read_offline(file, "receipt", genesis)
     try:
         proof = ReceiptProof.from_json(obj)
+        _same_chain(proof.header.chain_id, chain_id)
         verify_receipt_proof(proof, trusted_validators=trusted)
     except (DecodeError, InvalidProof) as exc:
         raise CliError(f"INVALID: {exc.message}") from None
@@ -450,9 +465,10 @@ def state_verify(file: Path, genesis: Path | None) -> None:
     from civicledger.jsonvalue import value_to_json
     from civicledger.state.bundle import StateProofBundle, verify_state_bundle
 
-    obj, trusted = _read_offline(file, "state proof", genesis)
+    obj, trusted, chain_id = _read_offline(file, "state proof", genesis)
     try:
         bundle = StateProofBundle.from_json(obj)
+        _same_chain(bundle.header.chain_id, chain_id)
         verify_state_bundle(bundle, trusted_validators=trusted)
     except (DecodeError, InvalidProof) as exc:
         raise CliError(f"INVALID: {exc.message}") from None

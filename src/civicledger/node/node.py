@@ -718,8 +718,14 @@ class Node:
         """The validator-set handoffs below height ``below``, in order (at most
         ``MAX_HANDOFFS``): what a client that trusts the genesis validators follows to the
         set that signs a block at that height."""
+        rows = self.store.get_handoffs(below, MAX_HANDOFFS + 1)
+        if len(rows) > MAX_HANDOFFS:
+            raise NotFound(
+                f"more than {MAX_HANDOFFS} validator-set handoffs lie below height {below}: "
+                "a proof cannot carry them all"
+            )
         found = []
-        for height, raw in self.store.get_handoffs(below, MAX_HANDOFFS):
+        for height, raw in rows:
             header = self.get_header(height)
             stored = self.store.get_block(height)
             assert stored is not None
