@@ -149,14 +149,8 @@ def test_a_change_needs_more_than_two_thirds_of_the_power(make_genesis, sign):
     assert NEXT_VALIDATORS_KEY in state.items
 
 
-def test_proofs_after_validator_set_changes_verify_from_the_genesis_validators(
-    node, sign, validator_key, alice, tmp_path
-):
-    from civicledger.chain.proof import ReceiptProof, verify_receipt_proof
-    from civicledger.errors import InvalidProof
-    from civicledger.state.bundle import StateProofBundle, verify_state_bundle
-
-    genesis_set = node.genesis.validators
+def _two_handoffs(node, sign, validator_key) -> Chain:
+    """Raise the validator's power to 10, then add NEW with power 1: two handoffs."""
     chain = Chain(node, sign, validator_key)
     chain.call(
         "propose", {"action": "set_power", "public_key": validator_key.public_key, "power": 10}
@@ -165,6 +159,18 @@ def test_proofs_after_validator_set_changes_verify_from_the_genesis_validators(
     chain.call("propose", {"action": "add_validator", "public_key": NEW.public_key, "power": 1})
     chain.block()
     chain.block()
+    return chain
+
+
+def test_proofs_after_validator_set_changes_verify_from_the_genesis_validators(
+    node, sign, validator_key, alice, tmp_path
+):
+    from civicledger.chain.proof import ReceiptProof, verify_receipt_proof
+    from civicledger.errors import InvalidProof
+    from civicledger.state.bundle import StateProofBundle, verify_state_bundle
+
+    genesis_set = node.genesis.validators
+    chain = _two_handoffs(node, sign, validator_key)
     assert node.validators.get_power(NEW.public_key) == 1
     # Two handoffs: to the set with power 10, then to the set with NEW.
     handoffs = node.get_handoffs(below=node.head.height + 1)
@@ -248,14 +254,7 @@ def test_a_proof_that_would_need_too_many_handoffs_is_refused(
     import civicledger.node.node as node_module
     from civicledger.errors import NotFound
 
-    chain = Chain(node, sign, validator_key)
-    chain.call(
-        "propose", {"action": "set_power", "public_key": validator_key.public_key, "power": 10}
-    )
-    chain.block()
-    chain.call("propose", {"action": "add_validator", "public_key": NEW.public_key, "power": 1})
-    chain.block()
-    chain.block()
+    _two_handoffs(node, sign, validator_key)
     monkeypatch.setattr(node_module, "MAX_HANDOFFS", 1)
     with pytest.raises(NotFound, match="more than 1 validator-set handoffs"):
         node.get_state_proof("accounts", f"balance/{alice.address.hex()}")
