@@ -9,6 +9,7 @@ import pytest
 
 from civicledger.chain.transaction import Transaction
 from civicledger.crypto.keys import KeyPair
+from civicledger.encoding import encode
 from civicledger.node.node import Node
 from civicledger.node.verify import verify_chain
 from civicledger.state.system import get_allowed_nodes
@@ -209,6 +210,21 @@ def test_proofs_after_validator_set_changes_verify_from_the_genesis_validators(
     swapped = ReceiptProof.from_json({**saved, "handoffs": saved["handoffs"][::-1]})
     with pytest.raises(InvalidProof):
         verify_receipt_proof(swapped, trusted_validators=genesis_set)
+    # civic verify checks the recorded handoffs against re-execution.
+    assert verify_chain(node.store, node.genesis).ok
+    first_height = handoffs[0].height
+    node.store._db.execute(
+        "UPDATE handoffs SET proof = ? WHERE height = ?",
+        (encode(handoffs[1].proof.to_value()), first_height),
+    )
+    report = verify_chain(node.store, node.genesis)
+    assert not report.ok and report.failed_height == first_height
+    assert "handoff" in report.problem
+    node.store._db.execute(
+        "UPDATE handoffs SET proof = ? WHERE height = ?",
+        (encode(handoffs[0].proof.to_value()), first_height),
+    )
+    assert verify_chain(node.store, node.genesis).ok
     # Proofs of blocks before the first handoff need none.
     early = node.get_state_proof("accounts", f"balance/{alice.address.hex()}", height=1)
     assert early.handoffs == ()

@@ -25,10 +25,11 @@ from civicledger.chain.genesis import Genesis
 from civicledger.chain.transaction import decode_transaction
 from civicledger.contracts.registry import ContractRegistry, default_registry
 from civicledger.crypto.hashing import sha256
+from civicledger.encoding import encode
 from civicledger.errors import LedgerError
 from civicledger.execution.executor import BlockEnv, execute_transactions
 from civicledger.state.ordered import StateTree
-from civicledger.state.system import get_validator_set
+from civicledger.state.system import VALIDATORS_KEY, get_validator_set
 from civicledger.storage.sqlite import BlockStore
 
 __all__ = ["VerifyReport", "verify_chain"]
@@ -161,6 +162,13 @@ def _verify(
         state.update(result.changes)
         if state.root() != header.state_root:
             raise fail("state root after re-execution differs from the header's")
+        # A recorded validator-set handoff is the proof re-execution gives. (Chains that
+        # changed validators before handoffs were recorded have no row there.)
+        handoff = store.get_handoff(height)
+        if handoff is not None:
+            changed = validators.hash != get_validator_set(state).hash
+            if not changed or handoff != encode(state.prove(VALIDATORS_KEY).to_value()):
+                raise fail("stored validator-set handoff differs from re-execution")
         previous = header
         report.blocks += 1
         report.transactions += len(txs)

@@ -349,6 +349,11 @@ class BlockStore:
         for key, value in self._db.execute("SELECT key, value FROM state"):
             yield bytes(key), bytes(value)
 
+    def get_handoff(self, height: int) -> bytes | None:
+        """The stored handoff proof of block ``height``, if the validators changed there."""
+        row = self._db.execute("SELECT proof FROM handoffs WHERE height = ?", (height,)).fetchone()
+        return None if row is None else bytes(row[0])
+
     def get_handoffs(self, below: int, limit: int) -> list[tuple[int, bytes]]:
         """``(height, proof)`` of the validator-set handoffs below ``below``, in order."""
         rows = self._db.execute(
