@@ -166,3 +166,25 @@ def test_a_request_that_cannot_be_framed_is_checked_on_threads_without_shifting_
         asyncio.run(scenario())
     finally:
         verifier.close()
+
+
+def test_a_process_with_too_much_unsent_work_is_not_asked(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    verifier = SignatureVerifier(2)
+    txs = _batch(40)
+    expected = [i % 3 != 0 for i in range(40)]
+
+    async def scenario() -> None:
+        assert await verifier.verify_async(txs) == expected
+        monkeypatch.setattr(verifier_module, "MAX_UNSENT", -1)  # every process is "full"
+        assert await verifier.verify_async(txs) == expected  # answered on threads
+        assert "is not reading" in caplog.text  # the full process was not asked
+        assert all(not w.pending for w in verifier._procs)
+        monkeypatch.setattr(verifier_module, "MAX_UNSENT", 8 * 1024 * 1024)
+        assert await verifier.verify_async(txs) == expected
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        verifier.close()

@@ -204,21 +204,25 @@ def decode_transaction(data: bytes) -> Transaction:
     return transaction_from_value(value, encoded=data)
 
 
-def _short_text(data: bytes, pos: int) -> tuple[str, int] | None:
+class _NotShort(Exception):
+    """The input is not of the short form: the general decoder reads it."""
+
+
+def _short_text(data: bytes, pos: int) -> tuple[str, int]:
     if data[pos] != TAG_STRING or data[pos + 1] >= 0x80:
-        return None
+        raise _NotShort
     end = pos + 2 + data[pos + 1]
     text = data[pos + 2 : end]
     if end > len(data) or not text.isascii():
-        return None
+        raise _NotShort
     return text.decode("ascii"), end
 
 
-def _short_uint(data: bytes, pos: int) -> tuple[int, int] | None:
+def _short_uint(data: bytes, pos: int) -> tuple[int, int]:
     size = data[pos + 1]
     end = pos + 2 + size
     if data[pos] != TAG_UINT or size > 8 or end > len(data) or (size and not data[pos + 2]):
-        return None
+        raise _NotShort
     return int.from_bytes(data[pos + 2 : end], "big"), end
 
 
@@ -230,47 +234,27 @@ def _decode_short_form(data: bytes) -> Transaction | None:
     it)."""
     try:
         if data[0] != TAG_LIST or data[1] != 9:
-            return None
-        found = _short_text(data, 2)
-        if found is None:
-            return None
-        chain_id, pos = found
+            raise _NotShort
+        chain_id, pos = _short_text(data, 2)
         if data[pos] != TAG_BYTES or data[pos + 1] != PUBLIC_KEY_SIZE:
-            return None
+            raise _NotShort
         sender = data[pos + 2 : pos + 2 + PUBLIC_KEY_SIZE]
-        pos += 2 + PUBLIC_KEY_SIZE
-        number = _short_uint(data, pos)
-        if number is None:
-            return None
-        nonce, pos = number
-        found = _short_text(data, pos)
-        if found is None:
-            return None
-        contract, pos = found
-        found = _short_text(data, pos)
-        if found is None or data[found[1]] != TAG_MAP:
-            return None
-        method, pos = found
-        try:
-            args, pos = decode_item(data, pos, 1)
-        except DecodeError:
-            return None
-        number = _short_uint(data, pos)
-        if number is None:
-            return None
-        fuel_limit, pos = number
-        number = _short_uint(data, pos)
-        if number is None:
-            return None
-        expiry, pos = number
+        nonce, pos = _short_uint(data, pos + 2 + PUBLIC_KEY_SIZE)
+        contract, pos = _short_text(data, pos)
+        method, pos = _short_text(data, pos)
+        if data[pos] != TAG_MAP:
+            raise _NotShort
+        args, pos = decode_item(data, pos, 1)
+        fuel_limit, pos = _short_uint(data, pos)
+        expiry, pos = _short_uint(data, pos)
         if (
             data[pos] != TAG_BYTES
             or data[pos + 1] != SIGNATURE_SIZE
             or pos + 2 + SIGNATURE_SIZE != len(data)
         ):
-            return None
+            raise _NotShort
         signature = data[pos + 2 :]
-    except IndexError:
+    except (_NotShort, IndexError, DecodeError):
         return None
     assert isinstance(args, dict)
     return _checked(
